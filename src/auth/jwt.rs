@@ -1,0 +1,111 @@
+//! Access tokens: JWT (RFC 7519) signed with HS256.
+//!
+//! Claims: `sub` (user id as a string), `iat`, `exp` (seconds), `typ`
+//! (`access`). Verification pins the algorithm to HS256 and requires `exp`.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub typ: String,
+}
+
+impl AccessClaims {
+    pub fn user_id(&self) -> Option<i64> {
+        self.sub.parse().ok()
+    }
+}
+
+/// Signing and verifying keys plus the token lifetime.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: u64,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl_secs,
+        }
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// Issue an access token for `user_id`.
+    pub fn issue(&self, user_id: i64) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = crate::util::now_ms() / 1000;
+        let claims = AccessClaims {
+            sub: user_id.to_string(),
+            iat: now,
+            exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+            typ: "access".into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// Verify a token; returns the user id it was issued to.
+    pub fn verify(&self, token: &str) -> Option<i64> {
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
+        if data.claims.typ != "access" {
+            return None;
+        }
+        data.claims.user_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_verify_and_reject_tampering() {
+        let keys = JwtKeys::new(&[7u8; 32], 600);
+        let token = keys.issue(42).unwrap();
+        assert_eq!(keys.verify(&token), Some(42));
+        let other = JwtKeys::new(&[8u8; 32], 600);
+        assert_eq!(other.verify(&token), None, "wrong key");
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert_eq!(keys.verify(&tampered), None);
+        assert_eq!(keys.verify("garbage"), None);
+        assert_eq!(keys.verify(""), None);
+    }
+
+    #[test]
+    fn expired_tokens_are_rejected() {
+        let keys = JwtKeys::new(&[7u8; 32], 600);
+        let claims = AccessClaims {
+            sub: "1".into(),
+            iat: 0,
+            exp: 1000,
+            typ: "access".into(),
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&token), None);
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let keys = JwtKeys::new(&[7u8; 32], 600);
+        // {"alg":"none","typ":"JWT"}.{"sub":"1","exp":9999999999,"typ":"access","iat":0}.
+        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwiZXhwIjo5OTk5OTk5OTk5LCJ0eXAiOiJhY2Nlc3MiLCJpYXQiOjB9.";
+        assert_eq!(keys.verify(token), None);
+    }
+}

@@ -1,0 +1,318 @@
+//! `POST /api/v1/auth/{register,login,refresh,logout}`.
+//!
+//! Login and register are rate-limited per client address and per account
+//! (429 with `Retry-After`). Login answers the same 401 for an unknown
+//! account and a wrong password, after the same amount of work.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::password;
+use crate::db::queries::tokens::{self, Issued, Rotation};
+use crate::db::queries::users;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::extract::{ClientIp, Json};
+use crate::util::{random_token, sha256_hex};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+}
+
+/// Longest password accepted (argon2 takes any length; this bounds work).
+const MAX_PASSWORD_LEN: usize = 1024;
+const MAX_EMAIL_LEN: usize = 254;
+const MAX_NAME_LEN: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// Trim and lowercase an email and check its syntax.
+pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    if email.len() > MAX_EMAIL_LEN
+        || !email_address::EmailAddress::is_valid(&email)
+        || !email.contains('.')
+    {
+        return Err(ApiError::invalid(
+            "invalid_email",
+            "the email address is not valid",
+        ));
+    }
+    Ok(email)
+}
+
+/// Check a new password's length (in characters).
+pub fn check_password(password: &str, min_len: usize) -> Result<(), ApiError> {
+    let len = password.chars().count();
+    if len < min_len {
+        return Err(ApiError::invalid(
+            "password_too_short",
+            format!("the password must have at least {min_len} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::invalid(
+            "password_too_long",
+            format!("the password must have at most {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(name) = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!("the name must be at most {MAX_NAME_LEN} printable characters"),
+        ));
+    }
+    Ok(Some(name))
+}
+
+fn rate_limit(state: &AppState, ip: ClientIp, account: &str) -> Result<(), ApiError> {
+    state
+        .auth_limiter
+        .check(ip.0, account)
+        .map_err(ApiError::too_many_requests)
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<RegisterBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    rate_limit(&state, ip, body.email.trim())?;
+    let email = normalize_email(&body.email)?;
+    check_password(&body.password, state.config.auth.min_password_len)?;
+    let name = check_name(body.name)?;
+    let hash = password::hash(body.password).await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        ApiError::internal()
+    })?;
+    let created = state
+        .db
+        .run(move |conn| users::create(conn, &email, name.as_deref(), &hash))
+        .await;
+    match created {
+        Ok(user) => {
+            tracing::info!(user_id = user.id, "user registered");
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(json!({"id": user.id, "email": user.email})),
+            ))
+        }
+        Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
+            "email_taken",
+            "an account with this email already exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect())
+}
+
+/// Issue an access token and answer with the pair.
+fn token_pair(
+    state: &AppState,
+    user_id: i64,
+    refresh_token: String,
+) -> Result<impl IntoResponse + use<>, ApiError> {
+    let access = state.jwt.issue(user_id).map_err(|e| {
+        tracing::error!(error = %e, "JWT signing failed");
+        ApiError::internal()
+    })?;
+    Ok(axum::Json(json!({
+        "access_token": access,
+        "refresh_token": refresh_token,
+        "expires_in": state.jwt.ttl_secs(),
+        "token_type": "Bearer",
+    })))
+}
+
+fn refresh_ttl_ms(state: &AppState) -> i64 {
+    i64::try_from(
+        state
+            .config
+            .auth
+            .refresh_token_ttl_secs
+            .saturating_mul(1000),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    rate_limit(&state, ip, body.email.trim())?;
+    let email = body.email.trim().to_lowercase();
+    let user = state
+        .db
+        .run(move |conn| users::find_by_email(conn, &email))
+        .await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    if !password::verify(body.password, stored).await {
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "wrong email or password",
+        ));
+    }
+    let Some(user) = user else {
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "wrong email or password",
+        ));
+    };
+    let refresh = random_token("rt_", 32);
+    let hash = sha256_hex(&refresh);
+    let family = random_token("", 16);
+    let ua = user_agent(&headers);
+    let ip_text = ip.0.to_string();
+    let ttl = refresh_ttl_ms(&state);
+    let user_id = user.id;
+    state
+        .db
+        .run(move |conn| {
+            tokens::insert(
+                conn,
+                user_id,
+                &family,
+                &hash,
+                ttl,
+                &Issued {
+                    user_agent: ua.as_deref(),
+                    ip: Some(&ip_text),
+                },
+            )
+        })
+        .await?;
+    tracing::info!(user_id, "user logged in");
+    token_pair(&state, user_id, refresh)
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let presented = sha256_hex(body.refresh_token.trim());
+    let next = random_token("rt_", 32);
+    let next_hash = sha256_hex(&next);
+    let ua = user_agent(&headers);
+    let ip_text = ip.0.to_string();
+    let ttl = refresh_ttl_ms(&state);
+    let outcome = state
+        .db
+        .run(move |conn| {
+            tokens::rotate(
+                conn,
+                &presented,
+                &next_hash,
+                ttl,
+                &Issued {
+                    user_agent: ua.as_deref(),
+                    ip: Some(&ip_text),
+                },
+            )
+        })
+        .await?;
+    match outcome {
+        Rotation::Rotated { user_id } => token_pair(&state, user_id, next),
+        Rotation::Reused => {
+            tracing::warn!(ip = %ip.0, "refresh token reused: its family is revoked");
+            Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; every session of this login is revoked",
+            ))
+        }
+        Rotation::Invalid => Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is invalid, expired or revoked",
+        )),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let hash = sha256_hex(body.refresh_token.trim());
+    state
+        .db
+        .run(move |conn| tokens::revoke_family_of(conn, &hash))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@@example.com",
+            "a b@example.com",
+            "ann@localhost",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+        assert!(normalize_email(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn passwords_are_length_checked() {
+        assert!(check_password("1234567", 8).is_err());
+        assert!(check_password("12345678", 8).is_ok());
+        assert!(check_password("éééééééé", 8).is_ok());
+        assert!(check_password(&"x".repeat(2000), 8).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Liveness, readiness and metrics.
+//!
+//! - `GET /healthz`: 200 while the process serves.
+//! - `GET /readyz`: 200 only when the database answers (within 3 s);
+//!   otherwise 503 with the error body, so a load balancer stops sending.
+//! - `GET /metrics`: Prometheus text format.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let db = state.db.clone();
+    let ping = tokio::task::spawn_blocking(move || db.ping());
+    match tokio::time::timeout(Duration::from_secs(3), ping).await {
+        Ok(Ok(Ok(()))) => Ok(axum::Json(json!({"status": "ready", "database": "ok"}))),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "readiness: database not answering");
+            Err(ApiError::unavailable(
+                "database_unavailable",
+                "the database is not answering",
+            ))
+        }
+        _ => Err(ApiError::unavailable(
+            "database_unavailable",
+            "the database did not answer in time",
+        )),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

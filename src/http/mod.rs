@@ -1,0 +1,151 @@
+//! The HTTP side of a node: the router, its shared state, and the server
+//! that runs it on the worker threads.
+//!
+//! Routes (prefix `/api/v1` for REST, see `shared/CONTRACT.md`):
+//!
+//! | module | routes |
+//! | --- | --- |
+//! | [`auth`] | `POST /auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout` |
+//! | [`vehicles`] | `GET/POST /vehicles`, `GET/PATCH/DELETE /vehicles/{id}`, `POST /vehicles/{id}/device-token` |
+//! | [`me`] | `GET/DELETE /me` |
+//! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
+//!
+//! Every error, including unknown routes (404), wrong methods (405) and
+//! oversized bodies (413), answers the contract's JSON error body.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod me;
+pub mod server;
+pub mod vehicles;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{AuthLimiter, JwtKeys};
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// What every request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub db: Db,
+    pub jwt: JwtKeys,
+    pub auth_limiter: AuthLimiter,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::routes())
+        .merge(vehicles::routes())
+        .merge(me::routes());
+    let mut app = Router::new()
+        .nest("/api/v1", api)
+        .merge(health::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
+    if let Some(cors) = cors_layer(&state.config) {
+        app = app.layer(cors);
+    }
+    app.layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// Count and time every request by route template and status, in a span
+/// carrying the method and route.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let span = tracing::info_span!("http", method = %method, route = %route);
+    let start = Instant::now();
+    let res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .observe_http(method.as_str(), &route, res.status().as_u16(), elapsed);
+    span.in_scope(|| {
+        tracing::debug!(
+            status = res.status().as_u16(),
+            ms = elapsed.as_secs_f64() * 1e3,
+            "answered"
+        );
+    });
+    res
+}
+
+fn cors_layer(config: &Config) -> Option<CorsLayer> {
+    let origins = &config.http.cors_origins;
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}

@@ -1,0 +1,253 @@
+//! `/api/v1/vehicles`: a user's vehicles (blackboxes).
+//!
+//! Every query is filtered by owner: another user's vehicle answers 404,
+//! exactly like a vehicle that does not exist. The device token is shown
+//! once, at creation and at rotation; only its SHA-256 is stored.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::db::models::{Location, Vehicle};
+use crate::db::queries::vehicles;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::extract::{AuthUser, Id, Json};
+use crate::util::{random_token, sha256_hex};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/vehicles", get(list).post(create))
+        .route("/vehicles/{id}", get(show).patch(update).delete(remove))
+        .route("/vehicles/{id}/device-token", post(rotate_token))
+}
+
+const MAX_SERIAL_LEN: usize = 64;
+const MAX_NAME_LEN: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    serial: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A serial: 1..=64 of `A-Z a-z 0-9 . _ : -`.
+pub fn check_serial(raw: &str) -> Result<String, ApiError> {
+    let serial = raw.trim();
+    if serial.is_empty()
+        || serial.len() > MAX_SERIAL_LEN
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
+        return Err(ApiError::invalid(
+            "invalid_serial",
+            format!(
+                "the serial must be 1 to {MAX_SERIAL_LEN} letters, digits, '.', '_', ':' or '-'"
+            ),
+        ));
+    }
+    Ok(serial.to_string())
+}
+
+/// A vehicle name: 1..=100 printable characters.
+pub fn check_vehicle_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!("the name must be 1 to {MAX_NAME_LEN} printable characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// A stored location as the contract's point (`t`, `lat`, `lon`, `spd`,
+/// `hdg`, `alt`).
+pub fn point_json(l: &Location) -> Value {
+    json!({
+        "t": l.t,
+        "lat": l.lat,
+        "lon": l.lon,
+        "spd": l.speed,
+        "hdg": l.heading,
+        "alt": l.altitude,
+    })
+}
+
+fn vehicle_json(v: &Vehicle, last: Option<&Location>) -> Value {
+    json!({
+        "id": v.id,
+        "name": v.name,
+        "serial": v.serial,
+        "online": false,
+        "last_location": last.map(point_json),
+        "plan_id": v.plan_id,
+        "model_id": v.model_id,
+        "last_seen_at": v.last_seen_at,
+        "created_at": v.created_at,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<impl IntoResponse, ApiError> {
+    let (list, last): (Vec<Vehicle>, HashMap<i64, Location>) = state
+        .db
+        .run(move |conn| {
+            let list = vehicles::list_owned(conn, user.id)?;
+            let ids: Vec<i64> = list.iter().map(|v| v.id).collect();
+            let last = vehicles::latest_locations(conn, &ids)?;
+            Ok((list, last))
+        })
+        .await?;
+    Ok(axum::Json(
+        list.iter()
+            .map(|v| vehicle_json(v, last.get(&v.id)))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = check_vehicle_name(&body.name)?;
+    let serial = check_serial(&body.serial)?;
+    let token = random_token("dt_", 32);
+    let hash = sha256_hex(&token);
+    let created = state
+        .db
+        .run(move |conn| vehicles::create(conn, user.id, &serial, &name, &hash))
+        .await;
+    match created {
+        Ok(v) => {
+            tracing::info!(user_id = user.id, vehicle_id = v.id, "vehicle created");
+            let mut body = vehicle_json(&v, None);
+            body["device_token"] = json!(token);
+            Ok((StatusCode::CREATED, axum::Json(body)))
+        }
+        Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
+            "serial_taken",
+            "a vehicle with this serial is already registered",
+        )),
+        // The account was deleted while its access token still lives.
+        Err(e) if e.is_foreign_key_violation() => Err(ApiError::unauthorized(
+            "account_gone",
+            "this account no longer exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such vehicle")
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+) -> Result<impl IntoResponse, ApiError> {
+    let (v, last) = state
+        .db
+        .run(move |conn| {
+            let Some(v) = vehicles::find_owned(conn, user.id, id)? else {
+                return Ok(None);
+            };
+            let mut last = vehicles::latest_locations(conn, &[id])?;
+            Ok(Some((v, last.remove(&id))))
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(vehicle_json(&v, last.as_ref())))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(body): Json<UpdateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Some(name) = body.name else {
+        return Err(ApiError::invalid(
+            "nothing_to_update",
+            "send at least one field: name",
+        ));
+    };
+    let name = check_vehicle_name(&name)?;
+    let v = state
+        .db
+        .run(move |conn| vehicles::rename(conn, user.id, id, &name))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(vehicle_json(&v, None)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+) -> Result<impl IntoResponse, ApiError> {
+    let deleted = state
+        .db
+        .run(move |conn| vehicles::delete_with_purge(conn, user.id, id))
+        .await?;
+    if !deleted {
+        return Err(not_found());
+    }
+    tracing::info!(user_id = user.id, vehicle_id = id, "vehicle deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = random_token("dt_", 32);
+    let hash = sha256_hex(&token);
+    let done = state
+        .db
+        .run(move |conn| vehicles::set_token_hash(conn, user.id, id, &hash))
+        .await?;
+    if !done {
+        return Err(not_found());
+    }
+    tracing::info!(user_id = user.id, vehicle_id = id, "device token rotated");
+    Ok(axum::Json(json!({"id": id, "device_token": token})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_and_names_are_checked() {
+        assert_eq!(check_serial(" BB-0001 ").unwrap(), "BB-0001");
+        for bad in ["", " ", "a b", "x/y", "ü", &"s".repeat(65)] {
+            assert!(check_serial(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_vehicle_name(" Family car ").unwrap(), "Family car");
+        assert!(check_vehicle_name("").is_err());
+        assert!(check_vehicle_name("a\u{0}b").is_err());
+        assert!(check_vehicle_name(&"n".repeat(101)).is_err());
+    }
+}

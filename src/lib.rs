@@ -1,0 +1,35 @@
+//! roadhub: the cloud hub of a dashcam ("blackbox") service, in one binary.
+//!
+//! Blackboxes keep persistent sessions and report GPS, events, OBD and status;
+//! phones and browsers log in, watch their vehicles live and look back at
+//! history. This crate is that server. The public interface (CLI, REST,
+//! Socket.IO events, live-video URLs) is fixed by `shared/CONTRACT.md`.
+//!
+//! # Layout
+//!
+//! - [`config`]: configuration declared once (type, default, doc): TOML file,
+//!   `ROADHUB_<SECTION>_<KEY>` environment overrides, CLI flags.
+//! - [`db`]: diesel on SQLite and PostgreSQL: one portable schema, migrations
+//!   per backend, queries written once and run on either backend.
+//! - [`auth`]: passwords (argon2id), access tokens (JWT HS256), rotating
+//!   refresh tokens with reuse detection, device tokens, rate limits.
+//! - [`http`]: the HTTP server (hyper + axum on actix-rt workers), the REST
+//!   routes, health and metrics.
+//! - [`error`]: the API error type and the contract's JSON error body.
+//! - [`metrics`]: the Prometheus registry.
+//! - [`node`]: one running node: state shared by every worker, start-up and
+//!   graceful shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod util;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use node::{Node, serve};
