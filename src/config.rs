@@ -260,8 +260,9 @@ config! {
 
     /// This node.
     node: NodeConfig {
-        /// Name of this node in logs, connection logs and the cluster.
-        id: String = default_node_id(),
+        /// Name of this node in logs, connection logs and the cluster;
+        /// empty means the host name.
+        id: String = String::new(),
         /// Where other nodes reach this node's HTTP (unset: derived from
         /// `http.listen`).
         advertise_url: Option<String> = None,
@@ -312,7 +313,7 @@ config! {
     }
 }
 
-fn default_node_id() -> String {
+fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
@@ -365,6 +366,15 @@ impl Config {
                 .map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Fill in defaults that depend on the machine (an empty `node.id`
+    /// becomes the host name). Called once the file, environment and flags
+    /// are applied.
+    pub fn resolve(&mut self) {
+        if self.node.id.trim().is_empty() {
+            self.node.id = host_name();
+        }
     }
 
     /// Check values that the types alone do not constrain.

@@ -119,6 +119,7 @@ fn load_config(global: &GlobalArgs, listen: Option<&str>) -> anyhow::Result<Conf
     if global.log_json {
         config.log.format = "json".into();
     }
+    config.resolve();
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
 }

@@ -24,7 +24,8 @@ pub struct Node {
 impl Node {
     /// Open and migrate the database, load the secret, build the state.
     /// Blocking: call from a blocking context or `spawn_blocking`.
-    pub fn open(config: Config) -> anyhow::Result<Self> {
+    pub fn open(mut config: Config) -> anyhow::Result<Self> {
+        config.resolve();
         let db = Db::connect(&config).context("opening the database")?;
         let applied = db.migrate().context("migrating the database")?;
         if !applied.is_empty() {

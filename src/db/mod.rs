@@ -139,7 +139,6 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {};
-             PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;",
             self.busy_timeout_ms
@@ -165,6 +164,20 @@ impl Db {
                     0 => 4,
                     n => n,
                 };
+                // WAL is a property of the file: switch it once, on one
+                // connection, before the pool opens several at once (the
+                // switch needs the exclusive lock).
+                {
+                    use diesel::Connection as _;
+                    let mut conn =
+                        SqliteConnection::establish(&sqlite_path(&path)).map_err(|e| {
+                            DbError::Task(format!("cannot open {}: {e}", path.display()))
+                        })?;
+                    conn.batch_execute(&format!(
+                        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
+                        config.database.sqlite_busy_timeout_ms
+                    ))?;
+                }
                 let manager = ConnectionManager::<SqliteConnection>::new(sqlite_path(&path));
                 let pool = Pool::builder()
                     .max_size(size)

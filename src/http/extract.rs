@@ -36,16 +36,14 @@ where
                 "a JSON body is required",
             ));
         }
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::invalid("invalid_body", e.to_string()),
-                Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-                    "malformed_json",
-                    format!("the body is not valid JSON: {e}"),
-                ),
-            }
-        })
+        // Syntax first, so `[1,2` is malformed (400) rather than of the
+        // wrong shape (422) only because the shape check failed first.
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::invalid("invalid_body", e.to_string()))
     }
 }
 

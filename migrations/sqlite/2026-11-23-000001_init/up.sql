@@ -221,6 +221,7 @@ CREATE TABLE command_log (
     completed_at BIGINT
 );
 CREATE INDEX command_log_vehicle_id_created_at_idx ON command_log (vehicle_id, created_at);
+CREATE INDEX command_log_user_id_idx ON command_log (user_id);
 
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
