@@ -436,3 +436,34 @@ fn help_lists_only_what_works() {
         );
     }
 }
+
+#[test]
+fn log_json_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("j.db").display());
+    let out = run(
+        dir.path(),
+        &["--log-json", "--database-url", &url, "migrate"],
+        None,
+        &[],
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "some log lines");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    // Human format by default.
+    let out = run(dir.path(), &["--database-url", &url, "migrate"], None, &[]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("INFO") && !stderr.trim_start().starts_with('{'),
+        "{stderr}"
+    );
+}

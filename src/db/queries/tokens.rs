@@ -38,8 +38,23 @@ pub fn insert(
     ttl_ms: i64,
     issued: &Issued<'_>,
 ) -> Result<(), DbError> {
-    let now = now_ms();
-    let row = NewRefreshToken {
+    let row = new_row(user_id, family_id, token_hash, now_ms(), ttl_ms, issued);
+    crate::db_run!(conn, |c| diesel::insert_into(refresh_tokens::table)
+        .values(&row)
+        .execute(c))?;
+    Ok(())
+}
+
+/// A fresh, unused token row of `family_id`.
+fn new_row<'a>(
+    user_id: i64,
+    family_id: &'a str,
+    token_hash: &'a str,
+    now: i64,
+    ttl_ms: i64,
+    issued: &Issued<'a>,
+) -> NewRefreshToken<'a> {
+    NewRefreshToken {
         user_id,
         family_id,
         token_hash,
@@ -49,11 +64,7 @@ pub fn insert(
         revoked_at: None,
         user_agent: issued.user_agent,
         ip: issued.ip,
-    };
-    crate::db_run!(conn, |c| diesel::insert_into(refresh_tokens::table)
-        .values(&row)
-        .execute(c))?;
-    Ok(())
+    }
 }
 
 /// Use the token hashing to `presented_hash`, and if it is valid, store its
@@ -108,17 +119,14 @@ pub fn rotate(
             return Ok(Rotation::Reused);
         }
         diesel::insert_into(refresh_tokens::table)
-            .values(NewRefreshToken {
-                user_id: row.user_id,
-                family_id: &row.family_id,
-                token_hash: new_hash,
-                created_at: now,
-                expires_at: now.saturating_add(ttl_ms),
-                used_at: None,
-                revoked_at: None,
-                user_agent: issued.user_agent,
-                ip: issued.ip,
-            })
+            .values(new_row(
+                row.user_id,
+                &row.family_id,
+                new_hash,
+                now,
+                ttl_ms,
+                issued,
+            ))
             .execute(c)?;
         Ok::<_, diesel::result::Error>(Rotation::Rotated {
             user_id: row.user_id,
