@@ -28,6 +28,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod socketio;
 pub mod util;
 
 pub use config::Config;
