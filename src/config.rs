@@ -252,6 +252,21 @@ config! {
         sqlite_busy_timeout_ms: u64 = 5000,
     }
 
+    /// The telemetry writer: one group-commit thread stores what every
+    /// device sends (see docs/INGEST.md).
+    ingest: IngestConfig {
+        /// Jobs (a `loc` batch, an event, a status report...) waiting to be
+        /// written at most; when full, devices are answered `busy`.
+        queue_capacity: usize = 4096,
+        /// Rows written in one transaction at most (a `loc` job counts its
+        /// points, other jobs one).
+        max_batch_rows: usize = 20_000,
+        /// Milliseconds the writer waits for more jobs before committing a
+        /// batch that is not full; 0 commits at once (batches still form
+        /// while a commit runs).
+        max_wait_ms: u64 = 0,
+    }
+
     /// Redis joins the nodes of a cluster.
     redis: RedisConfig {
         /// `redis://HOST:PORT`; unset runs a single node with an in-process bus.
@@ -282,6 +297,26 @@ config! {
         refresh_token_ttl_secs: u64 = 30 * 24 * 3600,
         /// Shortest password accepted at registration.
         min_password_len: usize = 8,
+    }
+
+    /// The realtime hub: Socket.IO at `/socket.io/` (`/device`, `/app`).
+    realtime: RealtimeConfig {
+        /// Engine.IO heartbeat: the server pings every this many ms.
+        ping_interval_ms: u64 = 25_000,
+        /// A client that does not answer a ping within this many ms is gone.
+        ping_timeout_ms: u64 = 20_000,
+        /// Largest Engine.IO message or polling payload, in bytes.
+        max_payload: usize = 1_000_000,
+        /// Time a device has to acknowledge a command, in ms.
+        command_timeout_ms: u64 = 10_000,
+        /// Queued frames above which a client's live positions coalesce
+        /// (newest per vehicle).
+        queue_soft_frames: usize = 256,
+        /// Queued bytes above which a client is disconnected as too slow.
+        queue_hard_bytes: usize = 4 * 1024 * 1024,
+        /// Seconds a client may stay above the soft limit before it is
+        /// disconnected.
+        slow_timeout_secs: u64 = 30,
     }
 
     /// Uploaded files.
@@ -397,6 +432,12 @@ impl Config {
             && secret.len() < 32
         {
             return Err("auth.jwt_secret must be at least 32 characters".into());
+        }
+        if self.ingest.queue_capacity == 0 || self.ingest.max_batch_rows == 0 {
+            return Err("ingest.queue_capacity and ingest.max_batch_rows must be above 0".into());
+        }
+        if self.ingest.max_wait_ms > 1000 {
+            return Err("ingest.max_wait_ms must be at most 1000".into());
         }
         if self.http.max_body_bytes == 0 {
             return Err("http.max_body_bytes must be above 0".into());

@@ -11,6 +11,11 @@
 //!   `ROADHUB_<SECTION>_<KEY>` environment overrides, CLI flags.
 //! - [`db`]: diesel on SQLite and PostgreSQL: one portable schema, migrations
 //!   per backend, queries written once and run on either backend.
+//! - [`ingest`]: device telemetry: validation, and the group-commit writer
+//!   that makes a device's ack mean durable.
+//! - [`actors`]: the realtime hub: device and app sessions, rooms,
+//!   presence, commands.
+//! - [`socketio`]: the Socket.IO v4 server (Engine.IO 4, Socket.IO 5).
 //! - [`auth`]: passwords (argon2id), access tokens (JWT HS256), rotating
 //!   refresh tokens with reuse detection, device tokens, rate limits.
 //! - [`http`]: the HTTP server (hyper + axum on actix-rt workers), the REST
@@ -20,11 +25,13 @@
 //! - [`node`]: one running node: state shared by every worker, start-up and
 //!   graceful shutdown.
 
+pub mod actors;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod node;

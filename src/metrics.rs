@@ -19,14 +19,16 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("roadhub".into()), None)?;
+        // Our families carry the `roadhub_` prefix in their names; process
+        // metrics stay `process_*`, as dashboards expect.
+        let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered"),
+            Opts::new("roadhub_http_requests_total", "HTTP requests answered"),
             &["method", "route", "status"],
         )?;
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
-                "http_request_duration_seconds",
+                "roadhub_http_request_duration_seconds",
                 "Time from request to response headers",
             )
             .buckets(vec![
@@ -36,12 +38,9 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
-        // Process metrics stay unprefixed (`process_*`), as dashboards expect.
-        let process = Registry::new();
-        process.register(Box::new(
+        registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        registry.register(Box::new(ProcessMetrics(process)))?;
         Ok(Self {
             registry,
             http_requests,
@@ -73,14 +72,176 @@ impl Metrics {
     }
 }
 
-/// Re-exports another registry's families without the node prefix.
-struct ProcessMetrics(Registry);
+/// A value read from the hub at scrape time.
+type Reader = Box<dyn Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync>;
 
-impl prometheus::core::Collector for ProcessMetrics {
+/// Hub, Socket.IO and writer figures, read from their atomics when
+/// Prometheus scrapes (nothing on the hot path but the atomics).
+struct HubCollector {
+    hub: std::sync::Arc<crate::actors::Hub>,
+    sio: crate::socketio::SocketIo,
+    gauges: Vec<(prometheus::IntGauge, Reader)>,
+    counters: Vec<(prometheus::IntCounter, Reader)>,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl prometheus::core::Collector for HubCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        Vec::new()
+        self.descs.iter().collect()
     }
+
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.0.gather()
+        let mut out = Vec::new();
+        for (gauge, read) in &self.gauges {
+            gauge.set(i64::try_from(read(&self.hub, &self.sio)).unwrap_or(i64::MAX));
+            out.extend(prometheus::core::Collector::collect(gauge));
+        }
+        for (counter, read) in &self.counters {
+            let now = read(&self.hub, &self.sio);
+            let seen = counter.get();
+            if now > seen {
+                counter.inc_by(now - seen);
+            }
+            out.extend(prometheus::core::Collector::collect(counter));
+        }
+        out
+    }
+}
+
+impl Metrics {
+    /// Export the hub's figures (sessions, devices online, messages, fan-out,
+    /// slow clients, writer batches) with this registry.
+    pub fn watch_hub(
+        &self,
+        hub: std::sync::Arc<crate::actors::Hub>,
+        sio: crate::socketio::SocketIo,
+    ) -> Result<(), prometheus::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        fn r(
+            f: impl Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync + 'static,
+        ) -> Reader {
+            Box::new(f)
+        }
+        let gauge_defs: Vec<(&str, &str, Reader)> = vec![
+            (
+                "socketio_connections",
+                "Open Engine.IO connections",
+                r(|_, s| s.stats().connections.load(Relaxed) as u64),
+            ),
+            (
+                "devices_online",
+                "Device sessions on this node",
+                r(|h, _| h.presence.online_count() as u64),
+            ),
+            (
+                "ingest_queue_jobs",
+                "Jobs waiting for the telemetry writer",
+                r(|h, _| h.ingest.queue_len() as u64),
+            ),
+        ];
+        let counter_defs: Vec<(&str, &str, Reader)> = vec![
+            (
+                "socketio_connections_opened_total",
+                "Engine.IO connections opened",
+                r(|_, s| s.stats().opened.load(Relaxed)),
+            ),
+            (
+                "socketio_frames_out_total",
+                "Frames queued to clients",
+                r(|_, s| s.stats().frames_out.load(Relaxed)),
+            ),
+            (
+                "socketio_packets_in_total",
+                "Engine.IO packets received",
+                r(|_, s| s.stats().frames_in.load(Relaxed)),
+            ),
+            (
+                "socketio_coalesced_total",
+                "Live positions replaced in a slow client's queue",
+                r(|_, s| s.stats().coalesced.load(Relaxed)),
+            ),
+            (
+                "socketio_slow_disconnects_total",
+                "Clients disconnected for reading too slowly",
+                r(|_, s| s.stats().slow_closed.load(Relaxed)),
+            ),
+            (
+                "device_messages_total",
+                "Messages received from devices",
+                r(|h, _| h.stats.device_messages.load(Relaxed)),
+            ),
+            (
+                "app_messages_total",
+                "Messages received from apps",
+                r(|h, _| h.stats.app_messages.load(Relaxed)),
+            ),
+            (
+                "rate_limited_total",
+                "Messages refused by a session rate limit",
+                r(|h, _| h.stats.rate_limited.load(Relaxed)),
+            ),
+            (
+                "telemetry_rejected_total",
+                "Device messages refused as invalid",
+                r(|h, _| h.stats.rejected.load(Relaxed)),
+            ),
+            (
+                "ingest_busy_total",
+                "Device messages answered busy (writer queue full)",
+                r(|h, _| h.stats.busy.load(Relaxed)),
+            ),
+            (
+                "commands_total",
+                "Commands relayed to devices",
+                r(|h, _| h.stats.commands.load(Relaxed)),
+            ),
+            (
+                "fanout_frames_total",
+                "Frames published to rooms",
+                r(|h, _| h.stats.fanout_frames.load(Relaxed)),
+            ),
+            (
+                "ingest_batches_total",
+                "Telemetry transactions committed",
+                r(|h, _| h.ingest.metrics().batches.load(Relaxed)),
+            ),
+            (
+                "ingest_points_total",
+                "Location points committed",
+                r(|h, _| h.ingest.metrics().points_stored.load(Relaxed)),
+            ),
+            (
+                "ingest_rows_total",
+                "Telemetry rows committed",
+                r(|h, _| h.ingest.metrics().rows_stored.load(Relaxed)),
+            ),
+            (
+                "ingest_failed_jobs_total",
+                "Telemetry jobs that failed",
+                r(|h, _| h.ingest.metrics().jobs_failed.load(Relaxed)),
+            ),
+        ];
+        let mut collector = HubCollector {
+            hub,
+            sio,
+            gauges: Vec::new(),
+            counters: Vec::new(),
+            descs: Vec::new(),
+        };
+        for (name, help, read) in gauge_defs {
+            let g = prometheus::IntGauge::with_opts(Opts::new(name, help).namespace("roadhub"))?;
+            collector
+                .descs
+                .extend(prometheus::core::Collector::desc(&g).into_iter().cloned());
+            collector.gauges.push((g, read));
+        }
+        for (name, help, read) in counter_defs {
+            let c = prometheus::IntCounter::with_opts(Opts::new(name, help).namespace("roadhub"))?;
+            collector
+                .descs
+                .extend(prometheus::core::Collector::desc(&c).into_iter().cloned());
+            collector.counters.push((c, read));
+        }
+        self.registry.register(Box::new(collector))
     }
 }

@@ -1,28 +1,42 @@
 //! One running node: opens the database (migrating it), loads the JWT
-//! secret, builds the shared state and serves HTTP until shut down.
+//! secret, starts the telemetry writer and the room supervisor, builds the
+//! shared state and serves HTTP (REST and Socket.IO) until shut down.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so
 //! tests bind port 0 and stop the node when they are done.
+//!
+//! Shutdown order: close every Socket.IO connection (sessions end and log
+//! their disconnect), stop accepting and drain in-flight HTTP requests,
+//! then flush the telemetry writer, so nothing acknowledged or queued is
+//! lost.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor as _;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::actors::{Hub, RoomSupervisor};
 use crate::auth::{AuthLimiter, JwtKeys};
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState, Shared};
+use crate::ingest::IngestWriter;
+use crate::ingest::writer::WriterOptions;
 use crate::metrics::Metrics;
 
-/// What a node is made of, built before it serves.
+/// What a node is made of before it serves (built off the async workers).
 pub struct Node {
-    pub state: AppState,
+    pub config: Config,
+    pub db: Db,
+    pub jwt: JwtKeys,
+    pub ingest: IngestWriter,
 }
 
 impl Node {
-    /// Open and migrate the database, load the secret, build the state.
+    /// Open and migrate the database, load the secret, start the writer.
     /// Blocking: call from a blocking context or `spawn_blocking`.
     pub fn open(mut config: Config) -> anyhow::Result<Self> {
         config.resolve();
@@ -35,23 +49,20 @@ impl Node {
             .with_context(|| format!("creating storage.dir {}", config.storage.dir))?;
         let secret = crate::auth::secret::load_or_create(&config).map_err(anyhow::Error::msg)?;
         let jwt = JwtKeys::new(secret.as_bytes(), config.auth.access_token_ttl_secs);
-        let auth_limiter = AuthLimiter::new(config.limits.auth_attempts_per_minute);
-        let metrics = Metrics::new().context("creating metrics")?;
+        let ingest = IngestWriter::start(db.clone(), WriterOptions::from_config(&config.ingest))
+            .context("starting the telemetry writer")?;
         Ok(Self {
-            state: AppState::new(Shared {
-                config,
-                db,
-                jwt,
-                auth_limiter,
-                metrics,
-            }),
+            config,
+            db,
+            jwt,
+            ingest,
         })
     }
 }
 
-/// Run a node on `listener` until `shutdown` completes; then stop
-/// accepting, finish in-flight requests and return. Must run inside an
-/// actix `System` (see `main.rs` and the test harness).
+/// Run a node on `listener` until `shutdown` completes; then shut down in
+/// order (see the module doc) and return. Must run inside an actix
+/// `System` (see `main.rs` and the test harness).
 pub async fn serve(
     config: Config,
     listener: std::net::TcpListener,
@@ -63,7 +74,35 @@ pub async fn serve(
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("node start-up task")??;
-    let state = node.state;
+    let Node {
+        config,
+        db,
+        jwt,
+        ingest,
+    } = node;
+    let rooms_arbiter = actix_rt::Arbiter::new();
+    let rooms =
+        RoomSupervisor::start_in_arbiter(&rooms_arbiter.handle(), |_| RoomSupervisor::default());
+    let hub = Arc::new(Hub::new(
+        config.clone(),
+        db.clone(),
+        ingest.clone(),
+        jwt.clone(),
+        rooms,
+    ));
+    let sio = crate::actors::socketio(hub.clone());
+    let metrics = Metrics::new().context("creating metrics")?;
+    metrics
+        .watch_hub(hub.clone(), sio.clone())
+        .context("registering hub metrics")?;
+    let state = AppState::new(Shared {
+        auth_limiter: AuthLimiter::new(config.limits.auth_attempts_per_minute),
+        config,
+        db,
+        jwt,
+        metrics,
+        hub: hub.clone(),
+    });
     let options = http::server::ServerOptions {
         workers: state.config.workers(),
         header_read_timeout: Duration::from_secs(state.config.http.header_read_timeout_secs.max(1)),
@@ -71,27 +110,36 @@ pub async fn serve(
     };
     let housekeeping = actix_rt::spawn(housekeeping(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = http::server::run(listener, http::router(state.clone()), options, stop_rx);
+    let app = http::router(state.clone()).merge(crate::socketio::transport::router(
+        "/socket.io/",
+        sio.clone(),
+    ));
+    let server = http::server::run(listener, app, options, stop_rx);
     tracing::info!(
         %addr,
         node = %state.config.node.id,
         workers = options.workers,
-        "roadhub serving HTTP"
+        "roadhub serving HTTP and Socket.IO"
     );
     tokio::pin!(server);
-    tokio::select! {
-        res = &mut server => {
-            housekeeping.abort();
-            return res.context("HTTP server");
+    let result = tokio::select! {
+        res = &mut server => res.context("HTTP server"),
+        () = shutdown => {
+            tracing::info!("shutting down: closing sessions, finishing in-flight requests");
+            sio.close_all();
+            let _ = stop_tx.send(true);
+            server.await.context("HTTP server")
         }
-        () = shutdown => {}
-    }
-    tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    let _ = stop_tx.send(true);
-    server.await.context("HTTP server")?;
+    };
     housekeeping.abort();
+    // Sessions ended above queued their last writes: store them.
+    let ingest = hub.ingest.clone();
+    let _ =
+        tokio::task::spawn_blocking(move || ingest.flush_and_stop(Duration::from_secs(10))).await;
+    rooms_arbiter.stop();
+    let _ = tokio::task::spawn_blocking(move || rooms_arbiter.join()).await;
     tracing::info!("stopped");
-    Ok(())
+    result
 }
 
 /// Periodic upkeep: forget recovered rate-limit keys, delete refresh

@@ -171,7 +171,11 @@ async fn health_readiness_and_metrics() {
         text.contains("roadhub_http_request_duration_seconds_bucket{"),
         "{text}"
     );
-    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_resident_memory_bytes ")),
+        "{text}"
+    );
     assert!(text.contains("process_open_fds"), "{text}");
 }
 

@@ -43,12 +43,22 @@ async fn remove(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deleted = state
+    let (deleted, vehicle_ids) = state
         .db
-        .run(move |conn| users::delete_with_purge(conn, user.id))
+        .run(move |conn| {
+            let ids: Vec<i64> = crate::db::queries::vehicles::list_owned(conn, user.id)?
+                .iter()
+                .map(|v| v.id)
+                .collect();
+            Ok((users::delete_with_purge(conn, user.id)?, ids))
+        })
         .await?;
     if !deleted {
         return Err(gone());
+    }
+    for id in vehicle_ids {
+        state.hub.revoke_device(id, "the account was deleted");
+        state.hub.presence.forget(id);
     }
     tracing::info!(user_id = user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -47,6 +47,8 @@ pub struct Shared {
     pub jwt: JwtKeys,
     pub auth_limiter: AuthLimiter,
     pub metrics: Metrics,
+    /// The realtime hub (presence and latest state for REST answers).
+    pub hub: Arc<crate::actors::Hub>,
 }
 
 impl AppState {

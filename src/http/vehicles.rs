@@ -90,13 +90,21 @@ pub fn point_json(l: &Location) -> Value {
     })
 }
 
-fn vehicle_json(v: &Vehicle, last: Option<&Location>) -> Value {
+/// A vehicle as the API shows it: `online` and `last_location` come from
+/// the hub's memory, falling back to the newest stored point.
+fn vehicle_json(state: &AppState, v: &Vehicle, stored_last: Option<&Location>) -> Value {
+    let last = match state.hub.presence.latest_location(v.id) {
+        Some(p) => {
+            json!({"t": p.t, "lat": p.lat, "lon": p.lon, "spd": p.spd, "hdg": p.hdg, "alt": p.alt})
+        }
+        None => stored_last.map(point_json).unwrap_or(Value::Null),
+    };
     json!({
         "id": v.id,
         "name": v.name,
         "serial": v.serial,
-        "online": false,
-        "last_location": last.map(point_json),
+        "online": state.hub.presence.is_online(v.id),
+        "last_location": last,
         "plan_id": v.plan_id,
         "model_id": v.model_id,
         "last_seen_at": v.last_seen_at,
@@ -119,7 +127,7 @@ async fn list(
         .await?;
     Ok(axum::Json(
         list.iter()
-            .map(|v| vehicle_json(v, last.get(&v.id)))
+            .map(|v| vehicle_json(&state, v, last.get(&v.id)))
             .collect::<Vec<_>>(),
     ))
 }
@@ -140,7 +148,7 @@ async fn create(
     match created {
         Ok(v) => {
             tracing::info!(user_id = user.id, vehicle_id = v.id, "vehicle created");
-            let mut body = vehicle_json(&v, None);
+            let mut body = vehicle_json(&state, &v, None);
             body["device_token"] = json!(token);
             Ok((StatusCode::CREATED, axum::Json(body)))
         }
@@ -177,7 +185,7 @@ async fn show(
         })
         .await?
         .ok_or_else(not_found)?;
-    Ok(axum::Json(vehicle_json(&v, last.as_ref())))
+    Ok(axum::Json(vehicle_json(&state, &v, last.as_ref())))
 }
 
 async fn update(
@@ -198,7 +206,7 @@ async fn update(
         .run(move |conn| vehicles::rename(conn, user.id, id, &name))
         .await?
         .ok_or_else(not_found)?;
-    Ok(axum::Json(vehicle_json(&v, None)))
+    Ok(axum::Json(vehicle_json(&state, &v, None)))
 }
 
 async fn remove(
@@ -213,6 +221,8 @@ async fn remove(
     if !deleted {
         return Err(not_found());
     }
+    state.hub.revoke_device(id, "the vehicle was deleted");
+    state.hub.presence.forget(id);
     tracing::info!(user_id = user.id, vehicle_id = id, "vehicle deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -231,6 +241,7 @@ async fn rotate_token(
     if !done {
         return Err(not_found());
     }
+    state.hub.revoke_device(id, "the device token was rotated");
     tracing::info!(user_id = user.id, vehicle_id = id, "device token rotated");
     Ok(axum::Json(json!({"id": id, "device_token": token})))
 }

@@ -330,3 +330,4 @@ impl Api {
         r.body
     }
 }
+pub mod sio;

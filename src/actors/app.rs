@@ -1,0 +1,295 @@
+//! An `AppSession` actor per `/app` socket: one phone or browser of a
+//! logged-in user. It watches the user's own vehicles (joining their
+//! rooms), relays commands to their devices, and is a member of the
+//! user's room (events and presence of all their vehicles).
+//!
+//! Another user's vehicle is `forbidden`, whether it exists or not.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::device::SendCommand;
+use super::room::{self, Leave, Room, RoomKey};
+use super::{Hub, session_limiter};
+use crate::db::queries::vehicles;
+use crate::socketio::{
+    ConnectResult, DisconnectReason, IncomingEvent, Namespace, Socket, SocketHandler,
+};
+
+/// The `/app` namespace: authenticates users by access token.
+pub struct AppNamespace {
+    pub hub: Arc<Hub>,
+}
+
+impl Namespace for AppNamespace {
+    fn connect(&self, socket: Socket, auth: Value) -> Pin<Box<dyn Future<Output = ConnectResult>>> {
+        let hub = self.hub.clone();
+        Box::pin(async move {
+            let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
+            let Some(user_id) = hub.jwt.verify(token) else {
+                return Err(json!({"message": "unauthorized"}));
+            };
+            if !hub.acquire_app_session(user_id) {
+                return Err(json!({"message": "too_many_sessions"}));
+            }
+            let user_room = match room::join(
+                &hub.rooms,
+                RoomKey::User(user_id),
+                socket.conn_id(),
+                socket.conn().clone(),
+            )
+            .await
+            {
+                Some(r) => r,
+                None => {
+                    hub.release_app_session(user_id);
+                    return Err(json!({"message": "unavailable"}));
+                }
+            };
+            let session = AppSession {
+                hub,
+                socket,
+                user_id,
+                user_room,
+                watching: HashMap::new(),
+                owned: HashSet::new(),
+                limiter: None,
+            }
+            .start();
+            Ok(Box::new(AppSocket { session }) as Box<dyn SocketHandler>)
+        })
+    }
+}
+
+struct AppSocket {
+    session: Addr<AppSession>,
+}
+
+impl SocketHandler for AppSocket {
+    fn on_event(&mut self, event: IncomingEvent) {
+        self.session.do_send(AppEvent(event));
+    }
+
+    fn on_disconnect(&mut self, _reason: DisconnectReason) {
+        self.session.do_send(Gone);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AppEvent(IncomingEvent);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Gone;
+
+/// One phone or browser.
+pub struct AppSession {
+    hub: Arc<Hub>,
+    socket: Socket,
+    user_id: i64,
+    user_room: Addr<Room>,
+    watching: HashMap<i64, Addr<Room>>,
+    /// Vehicles this user was found to own (checked once each).
+    owned: HashSet<i64>,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+}
+
+/// Most vehicles one session may watch at once.
+const MAX_WATCHES: usize = 256;
+
+fn vehicle_arg(event: &IncomingEvent) -> Option<i64> {
+    event
+        .args
+        .first()?
+        .get("vehicle")?
+        .as_i64()
+        .filter(|v| *v > 0)
+}
+
+impl AppSession {
+    fn ack(&self, id: Option<u64>, value: &Value) {
+        if let Some(id) = id {
+            self.socket.ack(id, value);
+        }
+    }
+
+    fn ack_error(&self, id: Option<u64>, code: &str) {
+        self.ack(id, &json!({"ok": false, "error": code}));
+    }
+
+    /// Does the user own `vehicle`? Checked in the database once, then
+    /// remembered for the session.
+    fn check_owner(&self, vehicle: i64) -> impl Future<Output = bool> + 'static {
+        let known = self.owned.contains(&vehicle);
+        let db = self.hub.db.clone();
+        let user = self.user_id;
+        async move {
+            if known {
+                return true;
+            }
+            db.run(move |conn| vehicles::find_owned(conn, user, vehicle))
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        }
+    }
+
+    fn on_event(&mut self, event: IncomingEvent, ctx: &mut Context<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.hub.stats.app_messages.fetch_add(1, Relaxed);
+        if let Some(limiter) = &self.limiter
+            && limiter.check().is_err()
+        {
+            self.hub.stats.rate_limited.fetch_add(1, Relaxed);
+            return self.ack_error(event.ack, "rate_limited");
+        }
+        let ack = event.ack;
+        match event.name.as_str() {
+            "watch" => {
+                let Some(vehicle) = vehicle_arg(&event) else {
+                    return self.ack_error(ack, "invalid_payload");
+                };
+                if self.watching.contains_key(&vehicle) {
+                    return self.ack(ack, &self.watch_answer(vehicle));
+                }
+                if self.watching.len() >= MAX_WATCHES {
+                    return self.ack_error(ack, "too_many_watches");
+                }
+                let owner = self.check_owner(vehicle);
+                let rooms = self.hub.rooms.clone();
+                let member = self.socket.conn_id();
+                let conn = self.socket.conn().clone();
+                ctx.spawn(
+                    async move {
+                        if !owner.await {
+                            return Err("forbidden");
+                        }
+                        room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
+                            .await
+                            .ok_or("unavailable")
+                    }
+                    .into_actor(self)
+                    .map(move |result, act, _ctx| match result {
+                        Ok(room) => {
+                            act.owned.insert(vehicle);
+                            act.watching.insert(vehicle, room);
+                            act.ack(ack, &act.watch_answer(vehicle));
+                        }
+                        Err(code) => act.ack_error(ack, code),
+                    }),
+                );
+            }
+            "unwatch" => {
+                let Some(vehicle) = vehicle_arg(&event) else {
+                    return self.ack_error(ack, "invalid_payload");
+                };
+                if let Some(room) = self.watching.remove(&vehicle) {
+                    room.do_send(Leave {
+                        member: self.socket.conn_id(),
+                    });
+                }
+                self.ack(ack, &json!({"ok": true}));
+            }
+            "command" => {
+                let arg = event.args.first().cloned().unwrap_or(Value::Null);
+                let (Some(vehicle), Some(name)) = (
+                    vehicle_arg(&event),
+                    arg.get("name").and_then(Value::as_str).map(str::to_owned),
+                ) else {
+                    return self.ack_error(ack, "invalid_payload");
+                };
+                if name.is_empty() || name.len() > 64 {
+                    return self.ack_error(ack, "invalid_payload");
+                }
+                let args = arg.get("args").cloned().unwrap_or(Value::Null);
+                if args.to_string().len() > 16 * 1024 {
+                    return self.ack_error(ack, "too_large");
+                }
+                let owner = self.check_owner(vehicle);
+                let hub = self.hub.clone();
+                let user_id = self.user_id;
+                ctx.spawn(
+                    async move {
+                        if !owner.await {
+                            return json!({"ok": false, "error": "forbidden"});
+                        }
+                        let Some(device) = hub.presence.device(vehicle) else {
+                            return json!({"ok": false, "error": "offline"});
+                        };
+                        let (tx, rx) = oneshot::channel();
+                        device.session.do_send(SendCommand {
+                            user_id: Some(user_id),
+                            name,
+                            args,
+                            reply: tx,
+                        });
+                        // The device session times the command out; this
+                        // bound only guards against a session that vanished.
+                        let limit = hub.command_timeout() + std::time::Duration::from_secs(1);
+                        match tokio::time::timeout(limit, rx).await {
+                            Ok(Ok(answer)) => answer,
+                            Ok(Err(_)) => json!({"ok": false, "error": "offline"}),
+                            Err(_) => json!({"ok": false, "error": "timeout"}),
+                        }
+                    }
+                    .into_actor(self)
+                    .map(move |answer, act, _ctx| act.ack(ack, &answer)),
+                );
+            }
+            _ => self.ack_error(ack, "unknown_event"),
+        }
+    }
+
+    fn watch_answer(&self, vehicle: i64) -> Value {
+        let last = self.hub.presence.latest_location(vehicle);
+        json!({
+            "ok": true,
+            "online": self.hub.presence.is_online(vehicle),
+            "last": last,
+        })
+    }
+}
+
+impl Actor for AppSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.limiter = session_limiter(self.hub.config.limits.app_messages_per_second);
+        tracing::debug!(
+            user_id = self.user_id,
+            conn = self.socket.conn_id(),
+            "app session started"
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let member = self.socket.conn_id();
+        for (_, room) in self.watching.drain() {
+            room.do_send(Leave { member });
+        }
+        self.user_room.do_send(Leave { member });
+        self.hub.release_app_session(self.user_id);
+    }
+}
+
+impl Handler<AppEvent> for AppSession {
+    type Result = ();
+    fn handle(&mut self, msg: AppEvent, ctx: &mut Self::Context) {
+        self.on_event(msg.0, ctx);
+    }
+}
+
+impl Handler<Gone> for AppSession {
+    type Result = ();
+    fn handle(&mut self, _: Gone, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

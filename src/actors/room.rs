@@ -1,0 +1,261 @@
+//! Rooms: `vehicle:{id}` (live position, status, OBD of one vehicle) and
+//! `user:{id}` (events and presence of all of a user's vehicles). A room
+//! is an actor holding its members' connections; a published frame is
+//! encoded once by the publisher and the same bytes go to every member.
+//!
+//! The [`RoomSupervisor`] creates rooms on demand and forgets them when
+//! they stop: a room stops as soon as it has neither members nor
+//! publishers (a connected device keeps its vehicle's room alive).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use actix::prelude::*;
+
+use crate::socketio::Frame;
+use crate::socketio::conn::{Conn, Deliver};
+
+/// Which room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomKey {
+    Vehicle(i64),
+    User(i64),
+}
+
+impl fmt::Display for RoomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoomKey::Vehicle(id) => write!(f, "vehicle:{id}"),
+            RoomKey::User(id) => write!(f, "user:{id}"),
+        }
+    }
+}
+
+/// Add a member (an `/app` connection); false if the room is stopping.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Join {
+    pub member: u64,
+    pub conn: Addr<Conn>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub member: u64,
+}
+
+/// Keep the room alive while a publisher (a device session) is attached;
+/// false if the room is stopping.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AttachPublisher;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachPublisher;
+
+/// Deliver a frame to every member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Frame);
+
+/// How many members the room has (tests, metrics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct MemberCount;
+
+/// One room.
+pub struct Room {
+    key: RoomKey,
+    members: HashMap<u64, Addr<Conn>>,
+    publishers: usize,
+    supervisor: Addr<RoomSupervisor>,
+    stopping: bool,
+}
+
+impl Room {
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.members.is_empty() && self.publishers == 0 && !self.stopping {
+            self.stopping = true;
+            self.supervisor.do_send(RoomStopped {
+                key: self.key,
+                room: ctx.address(),
+            });
+            ctx.stop();
+        }
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Join> for Room {
+    type Result = bool;
+    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> bool {
+        if self.stopping {
+            return false;
+        }
+        self.members.insert(msg.member, msg.conn);
+        true
+    }
+}
+
+impl Handler<Leave> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
+        self.members.remove(&msg.member);
+        self.stop_if_idle(ctx);
+    }
+}
+
+impl Handler<AttachPublisher> for Room {
+    type Result = bool;
+    fn handle(&mut self, _: AttachPublisher, _ctx: &mut Self::Context) -> bool {
+        if self.stopping {
+            return false;
+        }
+        self.publishers += 1;
+        true
+    }
+}
+
+impl Handler<DetachPublisher> for Room {
+    type Result = ();
+    fn handle(&mut self, _: DetachPublisher, ctx: &mut Self::Context) {
+        self.publishers = self.publishers.saturating_sub(1);
+        self.stop_if_idle(ctx);
+    }
+}
+
+impl Handler<Publish> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
+        // Members whose connection is gone are dropped on the way.
+        self.members.retain(|_, conn| {
+            if conn.connected() {
+                conn.do_send(Deliver(msg.0.clone()));
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+impl Handler<MemberCount> for Room {
+    type Result = usize;
+    fn handle(&mut self, _: MemberCount, _ctx: &mut Self::Context) -> usize {
+        self.members.len()
+    }
+}
+
+/// Get (or create) the room for a key.
+#[derive(Message)]
+#[rtype(result = "Addr<Room>")]
+pub struct GetRoom(pub RoomKey);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RoomStopped {
+    key: RoomKey,
+    room: Addr<Room>,
+}
+
+/// How many rooms exist (tests, metrics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RoomCount;
+
+/// Creates rooms on demand, forgets stopped ones.
+#[derive(Default)]
+pub struct RoomSupervisor {
+    rooms: HashMap<RoomKey, Addr<Room>>,
+}
+
+impl Actor for RoomSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<GetRoom> for RoomSupervisor {
+    type Result = MessageResult<GetRoom>;
+    fn handle(&mut self, msg: GetRoom, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(room) = self.rooms.get(&msg.0)
+            && room.connected()
+        {
+            return MessageResult(room.clone());
+        }
+        let room = Room {
+            key: msg.0,
+            members: HashMap::new(),
+            publishers: 0,
+            supervisor: ctx.address(),
+            stopping: false,
+        }
+        .start();
+        self.rooms.insert(msg.0, room.clone());
+        MessageResult(room)
+    }
+}
+
+impl Handler<RoomStopped> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RoomStopped, _ctx: &mut Self::Context) {
+        if self.rooms.get(&msg.key) == Some(&msg.room) {
+            self.rooms.remove(&msg.key);
+        }
+    }
+}
+
+impl Handler<RoomCount> for RoomSupervisor {
+    type Result = usize;
+    fn handle(&mut self, _: RoomCount, _ctx: &mut Self::Context) -> usize {
+        self.rooms.len()
+    }
+}
+
+/// Join `key`'s room, retrying if the room stopped in between. Returns the
+/// room joined.
+pub async fn join(
+    supervisor: &Addr<RoomSupervisor>,
+    key: RoomKey,
+    member: u64,
+    conn: Addr<Conn>,
+) -> Option<Addr<Room>> {
+    for _ in 0..8 {
+        let room = supervisor.send(GetRoom(key)).await.ok()?;
+        if let Ok(true) = room
+            .send(Join {
+                member,
+                conn: conn.clone(),
+            })
+            .await
+        {
+            return Some(room);
+        }
+    }
+    None
+}
+
+/// Attach a publisher to `key`'s room, retrying like [`join`].
+pub async fn attach_publisher(
+    supervisor: &Addr<RoomSupervisor>,
+    key: RoomKey,
+) -> Option<Addr<Room>> {
+    for _ in 0..8 {
+        let room = supervisor.send(GetRoom(key)).await.ok()?;
+        if let Ok(true) = room.send(AttachPublisher).await {
+            return Some(room);
+        }
+    }
+    None
+}
