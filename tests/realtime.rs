@@ -584,3 +584,34 @@ async fn a_slow_phone_is_coalesced_then_dropped_without_slowing_others() {
         .unwrap();
     assert!(!line.ends_with(" 0"), "{line}");
 }
+
+#[tokio::test]
+async fn watch_answers_the_newest_stored_point_when_memory_has_none() {
+    use diesel::prelude::*;
+    use roadhub::db::models::NewLocation;
+    use roadhub::db::schema::locations;
+    let f = fixture(|_| {}).await;
+    let db = f.server.db();
+    let mut conn = db.get().unwrap();
+    for t in [1_700_000_000_000_i64, 1_700_000_005_000] {
+        let row = NewLocation {
+            vehicle_id: f.vehicle,
+            t,
+            lat: 10.0,
+            lon: 20.0,
+            speed: None,
+            heading: Some(90.0),
+            altitude: None,
+        };
+        roadhub::db_run!(&mut conn, |c| diesel::insert_into(locations::table)
+            .values(&row)
+            .execute(c)
+            .unwrap());
+    }
+    let mut app = f.app().await;
+    let r = app.emit_ack("watch", json!({"vehicle": f.vehicle})).await;
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["online"], false);
+    assert_eq!(r["last"]["t"], 1_700_000_005_000_i64);
+    assert_eq!(r["last"]["hdg"], 90.0);
+}

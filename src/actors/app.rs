@@ -167,14 +167,35 @@ impl AppSession {
                 let rooms = self.hub.rooms.clone();
                 let member = self.socket.conn_id();
                 let conn = self.socket.conn().clone();
+                let hub = self.hub.clone();
                 ctx.spawn(
                     async move {
                         if !owner.await {
                             return Err("forbidden");
                         }
-                        room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
+                        let room = room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
                             .await
-                            .ok_or("unavailable")
+                            .ok_or("unavailable")?;
+                        // Nothing in memory (e.g. after a restart): the
+                        // newest stored point.
+                        if hub.presence.latest_location(vehicle).is_none()
+                            && let Ok(mut stored) = hub
+                                .db
+                                .run(move |c| vehicles::latest_locations(c, &[vehicle]))
+                                .await
+                            && let Some(l) = stored.remove(&vehicle)
+                        {
+                            let point = crate::ingest::validate::Point {
+                                t: l.t,
+                                lat: l.lat,
+                                lon: l.lon,
+                                spd: l.speed,
+                                hdg: l.heading,
+                                alt: l.altitude,
+                            };
+                            hub.presence.set_location_if_newer(vehicle, point);
+                        }
+                        Ok(room)
                     }
                     .into_actor(self)
                     .map(move |result, act, _ctx| match result {

@@ -119,6 +119,16 @@ impl Presence {
         latest.last_seen = Some(now);
     }
 
+    /// Keep `point` if newer, without touching `last_seen` (a stored
+    /// point loaded from the database, not news from the device).
+    pub fn set_location_if_newer(&self, vehicle: i64, point: Point) {
+        let mut shard = self.shard(vehicle);
+        let latest = shard.latest.entry(vehicle).or_default();
+        if latest.location.is_none_or(|old| old.t <= point.t) {
+            latest.location = Some(point);
+        }
+    }
+
     pub fn set_status(&self, vehicle: i64, t: i64, data: String, now: i64) {
         let mut shard = self.shard(vehicle);
         let latest = shard.latest.entry(vehicle).or_default();
