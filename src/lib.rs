@@ -19,6 +19,8 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`node`]: one running node: state shared by every worker, start-up and
 //!   graceful shutdown.
+//! - [`socketio`]: Engine.IO v4 and Socket.IO v5: packet codecs (hand-written,
+//!   the hot path), transports.
 
 pub mod auth;
 pub mod config;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod socketio;
 pub mod util;
 
 pub use config::Config;
