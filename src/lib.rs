@@ -24,6 +24,8 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`node`]: one running node: state shared by every worker, start-up and
 //!   graceful shutdown.
+//! - [`socketio`]: Engine.IO v4 and Socket.IO v5: packet codecs (hand-written,
+//!   the hot path), transports.
 
 pub mod actors;
 pub mod auth;

@@ -351,8 +351,8 @@ mod tests {
 
     #[test]
     fn spec_sample_session_bodies() {
-        // Socket.IO sample session: two events in one POST body, the
-        // namespace CONNECT, then a server "ok"-less poll with the open packet.
+        // The Socket.IO spec's sample session: two events in one POST body,
+        // the namespace CONNECT, and the open packet of the first GET.
         assert_eq!(
             payload(b"42[\"hello\"]\x1e42[\"world\"]"),
             Ok(vec![
