@@ -252,6 +252,21 @@ config! {
         sqlite_busy_timeout_ms: u64 = 5000,
     }
 
+    /// The telemetry writer: one group-commit thread stores what every
+    /// device sends (see docs/INGEST.md).
+    ingest: IngestConfig {
+        /// Jobs (a `loc` batch, an event, a status report...) waiting to be
+        /// written at most; when full, devices are answered `busy`.
+        queue_capacity: usize = 4096,
+        /// Rows written in one transaction at most (a `loc` job counts its
+        /// points, other jobs one).
+        max_batch_rows: usize = 20_000,
+        /// Milliseconds the writer waits for more jobs before committing a
+        /// batch that is not full; 0 commits at once (batches still form
+        /// while a commit runs).
+        max_wait_ms: u64 = 0,
+    }
+
     /// Redis joins the nodes of a cluster.
     redis: RedisConfig {
         /// `redis://HOST:PORT`; unset runs a single node with an in-process bus.
@@ -397,6 +412,12 @@ impl Config {
             && secret.len() < 32
         {
             return Err("auth.jwt_secret must be at least 32 characters".into());
+        }
+        if self.ingest.queue_capacity == 0 || self.ingest.max_batch_rows == 0 {
+            return Err("ingest.queue_capacity and ingest.max_batch_rows must be above 0".into());
+        }
+        if self.ingest.max_wait_ms > 1000 {
+            return Err("ingest.max_wait_ms must be at most 1000".into());
         }
         if self.http.max_body_bytes == 0 {
             return Err("http.max_body_bytes must be above 0".into());

@@ -11,6 +11,8 @@
 //!   `ROADHUB_<SECTION>_<KEY>` environment overrides, CLI flags.
 //! - [`db`]: diesel on SQLite and PostgreSQL: one portable schema, migrations
 //!   per backend, queries written once and run on either backend.
+//! - [`ingest`]: device telemetry: validation, and the group-commit writer
+//!   that makes a device's ack mean durable.
 //! - [`auth`]: passwords (argon2id), access tokens (JWT HS256), rotating
 //!   refresh tokens with reuse detection, device tokens, rate limits.
 //! - [`http`]: the HTTP server (hyper + axum on actix-rt workers), the REST
@@ -25,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod node;

@@ -1,5 +1,6 @@
 //! One running node: opens the database (migrating it), loads the JWT
-//! secret, builds the shared state and serves HTTP until shut down.
+//! secret, starts the ingest writer, builds the shared state and serves
+//! HTTP until shut down; on shutdown, drains HTTP, then flushes the writer.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so
 //! tests bind port 0 and stop the node when they are done.
@@ -14,6 +15,7 @@ use crate::auth::{AuthLimiter, JwtKeys};
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState, Shared};
+use crate::ingest::{IngestWriter, WriterOptions};
 use crate::metrics::Metrics;
 
 /// What a node is made of, built before it serves.
@@ -22,7 +24,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Open and migrate the database, load the secret, build the state.
+    /// Open and migrate the database, load the secret, start the ingest
+    /// writer, build the state.
     /// Blocking: call from a blocking context or `spawn_blocking`.
     pub fn open(mut config: Config) -> anyhow::Result<Self> {
         config.resolve();
@@ -37,6 +40,8 @@ impl Node {
         let jwt = JwtKeys::new(secret.as_bytes(), config.auth.access_token_ttl_secs);
         let auth_limiter = AuthLimiter::new(config.limits.auth_attempts_per_minute);
         let metrics = Metrics::new().context("creating metrics")?;
+        let ingest = IngestWriter::start(db.clone(), WriterOptions::from_config(&config.ingest))
+            .context("starting the ingest writer")?;
         Ok(Self {
             state: AppState::new(Shared {
                 config,
@@ -44,6 +49,7 @@ impl Node {
                 jwt,
                 auth_limiter,
                 metrics,
+                ingest,
             }),
         })
     }
@@ -82,16 +88,29 @@ pub async fn serve(
     tokio::select! {
         res = &mut server => {
             housekeeping.abort();
+            flush_writers(&state).await;
             return res.context("HTTP server");
         }
         () = shutdown => {}
     }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
-    server.await.context("HTTP server")?;
+    let served = server.await.context("HTTP server");
     housekeeping.abort();
+    flush_writers(&state).await;
     tracing::info!("stopped");
-    Ok(())
+    served
+}
+
+/// Graceful shutdown, once no request is in flight: write and commit what
+/// the ingest writer still holds, then stop it. Bounded by
+/// `http.shutdown_timeout_secs` (at least 5 s).
+async fn flush_writers(state: &AppState) {
+    let ingest = state.ingest.clone();
+    let timeout = Duration::from_secs(state.config.http.shutdown_timeout_secs.max(5));
+    if let Err(e) = tokio::task::spawn_blocking(move || ingest.flush_and_stop(timeout)).await {
+        tracing::error!(error = %e, "flushing the ingest writer failed");
+    }
 }
 
 /// Periodic upkeep: forget recovered rate-limit keys, delete refresh

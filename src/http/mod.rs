@@ -35,6 +35,7 @@ use crate::auth::{AuthLimiter, JwtKeys};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::ingest::IngestWriter;
 use crate::metrics::Metrics;
 
 /// What every request handler can reach. Cheap to clone.
@@ -47,6 +48,8 @@ pub struct Shared {
     pub jwt: JwtKeys,
     pub auth_limiter: AuthLimiter,
     pub metrics: Metrics,
+    /// The group-commit telemetry writer every device session submits to.
+    pub ingest: IngestWriter,
 }
 
 impl AppState {

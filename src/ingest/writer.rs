@@ -1,0 +1,965 @@
+//! The group-commit writer shared by every device session.
+//!
+//! # Shape
+//!
+//! [`IngestWriter`] is a cheap [`Clone`] handle on a bounded queue and one
+//! dedicated OS thread (`ingest-writer`; it needs no tokio runtime):
+//!
+//! 1. A session calls [`IngestWriter::submit`] (or [`IngestWriter::write`],
+//!    which also awaits the outcome). `submit` never blocks: a full queue is
+//!    [`SubmitError::Busy`] at once, so memory never grows with a backlog.
+//! 2. The thread blocks until a job arrives, then takes every job already
+//!    waiting (optionally lingering up to `max_wait` for more) up to
+//!    `max_batch_rows` rows, and writes them all in ONE write transaction:
+//!    the points of every `loc` job together as multi-row
+//!    `INSERT ... ON CONFLICT (vehicle_id, t) DO NOTHING`, the other rows
+//!    beside them.
+//! 3. Only after `COMMIT` returns is each job's [`oneshot`] completed. While
+//!    one batch commits, the next one forms in the queue: the busier the
+//!    node, the larger the batches and the cheaper each durable row.
+//!
+//! # Failures
+//!
+//! If a batch's transaction fails because of its data (a vehicle deleted
+//! meanwhile: foreign-key violation), every job of it is retried alone in
+//! its own transaction, so the bad job fails alone and the others commit.
+//! If it fails because the database is unreachable or locked, the jobs are
+//! not retried one by one (that would multiply the wait): they fail with
+//! [`WriteError::Unavailable`] and the device, which got no `ok`, resends.
+//! The connection is dropped and a fresh one taken for the next batch.
+//!
+//! # Idempotence
+//!
+//! `locations` is unique per `(vehicle_id, t)`: a resent `loc` batch stores
+//! nothing twice, and its ack still counts every point (they are durable,
+//! which is what the device asks). Events, status and OBD rows have no
+//! natural key and are stored once per job.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tokio::sync::oneshot;
+
+use crate::config::IngestConfig;
+use crate::db::models::{
+    NewCommandLogEntry, NewConnectionLogEntry, NewEvent, NewLocation, NewObdRecord,
+    NewStatusSnapshot,
+};
+use crate::db::schema::{
+    command_log, connection_log, events, locations, obd_records, status_snapshots, vehicles,
+};
+use crate::db::{Db, DbConn, DbError};
+use crate::ingest::validate::{EventIn, Point};
+use crate::util::now_ms;
+
+/// Most bind parameters in one statement: SQLite's limit (PostgreSQL's is
+/// 65,535).
+const MAX_BIND_PARAMS: usize = 32_766;
+
+/// Rows of a location chunk whose statement is prepared once per
+/// connection and reused (7 parameters a row). The rest of a batch, fewer
+/// rows than this, goes in one more statement prepared per use.
+const LOCATION_CHUNK: usize = 512;
+
+/// A batch slower than this is logged as a warning.
+const SLOW_BATCH: Duration = Duration::from_secs(1);
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Jobs waiting at most; a full queue answers [`SubmitError::Busy`].
+    pub queue_capacity: usize,
+    /// Rows per transaction at most (a `loc` job counts its points; every
+    /// other job one). The writer stops taking jobs once it reaches this.
+    pub max_batch_rows: usize,
+    /// How long the writer lingers for more jobs after the first before
+    /// committing a batch that is not full. Zero commits at once: batches
+    /// still form while a commit is running.
+    pub max_wait: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self::from_config(&IngestConfig::default())
+    }
+}
+
+impl WriterOptions {
+    /// The options of the `[ingest]` configuration section.
+    pub fn from_config(config: &IngestConfig) -> Self {
+        Self {
+            queue_capacity: config.queue_capacity.max(1),
+            max_batch_rows: config.max_batch_rows.max(1),
+            max_wait: Duration::from_millis(config.max_wait_ms),
+        }
+    }
+}
+
+/// One unit of work: one device message (or one session fact) to store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// A validated `loc` batch.
+    Locations { vehicle_id: i64, points: Vec<Point> },
+    /// A validated `event`; its id comes back in [`Stored::Event`].
+    Event { vehicle_id: i64, event: EventIn },
+    /// A `status` report: its time and the object as JSON text.
+    Status {
+        vehicle_id: i64,
+        t: i64,
+        data: String,
+    },
+    /// An `obd` report: its time and the object as JSON text.
+    Obd {
+        vehicle_id: i64,
+        t: i64,
+        data: String,
+    },
+    /// A device connected or disconnected (`kind`: `connect` or
+    /// `disconnect`).
+    Connection {
+        vehicle_id: i64,
+        node_id: String,
+        remote_addr: Option<String>,
+        kind: &'static str,
+        reason: Option<String>,
+        t: i64,
+    },
+    /// A command sent to a device, with its outcome. `args` and `result`
+    /// are JSON text.
+    Command {
+        vehicle_id: i64,
+        user_id: Option<i64>,
+        name: String,
+        args: String,
+        status: String,
+        result: Option<String>,
+        created_at: i64,
+        completed_at: Option<i64>,
+    },
+    /// The device was last heard of at `t`. Never moves `last_seen_at`
+    /// back; several in one batch cost one update per vehicle.
+    LastSeen { vehicle_id: i64, t: i64 },
+}
+
+impl Job {
+    /// The vehicle this job is about.
+    pub fn vehicle_id(&self) -> i64 {
+        match self {
+            Job::Locations { vehicle_id, .. }
+            | Job::Event { vehicle_id, .. }
+            | Job::Status { vehicle_id, .. }
+            | Job::Obd { vehicle_id, .. }
+            | Job::Connection { vehicle_id, .. }
+            | Job::Command { vehicle_id, .. }
+            | Job::LastSeen { vehicle_id, .. } => *vehicle_id,
+        }
+    }
+
+    /// Rows this job writes (what `max_batch_rows` counts).
+    pub fn rows(&self) -> usize {
+        match self {
+            Job::Locations { points, .. } => points.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// What a committed job stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Every point of the batch is durable (`stored` counts points that
+    /// were already stored by an earlier send too).
+    Locations { stored: usize },
+    /// The event's row id.
+    Event { id: i64 },
+    /// Any other job.
+    Done,
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: the database is not keeping up. Answer the device
+    /// `busy`; it resends later.
+    #[error("the ingest queue is full")]
+    Busy,
+    /// The writer is stopping or stopped (node shutdown).
+    #[error("the ingest writer is stopped")]
+    Closed,
+}
+
+/// Why a queued job was not stored. No database text: that is logged by
+/// the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The vehicle (or a command's user) no longer exists.
+    #[error("the vehicle no longer exists")]
+    VehicleGone,
+    /// The database refused this job's rows for another reason.
+    #[error("the database refused the data")]
+    Rejected,
+    /// The database is unreachable or locked; nothing of the batch was
+    /// stored. Worth resending later.
+    #[error("the database is unavailable")]
+    Unavailable,
+}
+
+/// The outcome of [`IngestWriter::write`]: not queued, or not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("the ingest queue is full")]
+    Busy,
+    #[error("the ingest writer is stopped")]
+    Closed,
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl From<SubmitError> for IngestError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Busy => IngestError::Busy,
+            SubmitError::Closed => IngestError::Closed,
+        }
+    }
+}
+
+impl IngestError {
+    /// The snake_case code for the device's `{"ok": false, "error": code}`:
+    /// `busy`, `unavailable` (writer stopped or database down: resend
+    /// later), `vehicle_gone`, `rejected`.
+    pub fn code(self) -> &'static str {
+        match self {
+            IngestError::Busy => "busy",
+            IngestError::Closed | IngestError::Write(WriteError::Unavailable) => "unavailable",
+            IngestError::Write(WriteError::VehicleGone) => "vehicle_gone",
+            IngestError::Write(WriteError::Rejected) => "rejected",
+        }
+    }
+}
+
+/// What a job's submitter awaits: the outcome, sent after the commit.
+pub type Ack = oneshot::Receiver<Result<Stored, WriteError>>;
+
+/// Counters of the writer, plain atomics for the metrics exporter. All are
+/// totals since start except `queue_len` (see [`IngestWriter::queue_len`]).
+#[derive(Debug, Default)]
+pub struct WriterMetrics {
+    /// Jobs accepted into the queue.
+    pub jobs_submitted: AtomicU64,
+    /// Jobs refused because the queue was full.
+    pub busy_rejections: AtomicU64,
+    /// Jobs committed.
+    pub jobs_stored: AtomicU64,
+    /// Jobs that failed (their submitters got an error).
+    pub jobs_failed: AtomicU64,
+    /// Location points committed (including ones already stored before).
+    pub points_stored: AtomicU64,
+    /// Rows of every kind committed (a point, an event... each one).
+    pub rows_stored: AtomicU64,
+    /// Batch transactions committed (each is one commit; retried jobs
+    /// count their own).
+    pub batches: AtomicU64,
+    /// Batches that failed on their data and were retried job by job.
+    pub batches_retried: AtomicU64,
+    /// Microseconds spent writing and committing batches.
+    pub write_micros: AtomicU64,
+    /// Largest batch so far, in rows.
+    pub max_batch_rows: AtomicU64,
+}
+
+/// A point-in-time copy of [`WriterMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub jobs_submitted: u64,
+    pub busy_rejections: u64,
+    pub jobs_stored: u64,
+    pub jobs_failed: u64,
+    pub points_stored: u64,
+    pub rows_stored: u64,
+    pub batches: u64,
+    pub batches_retried: u64,
+    pub write_micros: u64,
+    pub max_batch_rows: u64,
+}
+
+impl WriterMetrics {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            jobs_submitted: get(&self.jobs_submitted),
+            busy_rejections: get(&self.busy_rejections),
+            jobs_stored: get(&self.jobs_stored),
+            jobs_failed: get(&self.jobs_failed),
+            points_stored: get(&self.points_stored),
+            rows_stored: get(&self.rows_stored),
+            batches: get(&self.batches),
+            batches_retried: get(&self.batches_retried),
+            write_micros: get(&self.write_micros),
+            max_batch_rows: get(&self.max_batch_rows),
+        }
+    }
+}
+
+enum Msg {
+    Job(Pending),
+    /// Drain what is queued, commit, and end the thread.
+    Stop,
+}
+
+struct Pending {
+    job: Job,
+    reply: oneshot::Sender<Result<Stored, WriteError>>,
+}
+
+struct Inner {
+    tx: Sender<Msg>,
+    closed: AtomicBool,
+    metrics: Arc<WriterMetrics>,
+    /// Disconnected when the thread has ended.
+    finished: Receiver<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Handle on the group-commit writer. Clone it freely: every clone feeds
+/// the same queue and thread. The thread ends on
+/// [`flush_and_stop`](Self::flush_and_stop), or once every handle is
+/// dropped and the queue is drained.
+#[derive(Clone)]
+pub struct IngestWriter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for IngestWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestWriter")
+            .field("queue_len", &self.queue_len())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl IngestWriter {
+    /// Start the writer thread on `db`. It takes one pooled connection and
+    /// keeps it while it runs (prepared statements are reused across
+    /// batches).
+    pub fn start(db: Db, options: WriterOptions) -> std::io::Result<Self> {
+        let options = WriterOptions {
+            queue_capacity: options.queue_capacity.max(1),
+            max_batch_rows: options.max_batch_rows.max(1),
+            max_wait: options.max_wait,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity);
+        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
+        let metrics = Arc::new(WriterMetrics::default());
+        let thread_metrics = Arc::clone(&metrics);
+        let thread = std::thread::Builder::new()
+            .name("ingest-writer".into())
+            .spawn(move || {
+                let _finished = finished_tx;
+                Worker {
+                    db,
+                    conn: None,
+                    rx,
+                    options,
+                    metrics: thread_metrics,
+                }
+                .run();
+            })?;
+        tracing::info!(
+            queue_capacity = options.queue_capacity,
+            max_batch_rows = options.max_batch_rows,
+            max_wait_ms = options.max_wait.as_millis() as u64,
+            "ingest writer started"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tx,
+                closed: AtomicBool::new(false),
+                metrics,
+                finished,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Queue `job` without blocking. The receiver completes after the
+    /// job's transaction commits (or fails). A full queue is
+    /// [`SubmitError::Busy`], at once.
+    pub fn submit(&self, job: Job) -> Result<Ack, SubmitError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        let (reply, ack) = oneshot::channel();
+        match self.inner.tx.try_send(Msg::Job(Pending { job, reply })) {
+            Ok(()) => {
+                self.inner
+                    .metrics
+                    .jobs_submitted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(ack)
+            }
+            Err(TrySendError::Full(_)) => {
+                self.inner
+                    .metrics
+                    .busy_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(SubmitError::Busy)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Queue `job` and wait until it is durably stored (or failed).
+    /// Cancel-safe: dropping the future does not undo the write.
+    pub async fn write(&self, job: Job) -> Result<Stored, IngestError> {
+        let ack = self.submit(job)?;
+        match ack.await {
+            Ok(outcome) => outcome.map_err(IngestError::Write),
+            // The writer ended without answering (it stopped mid-drain).
+            Err(_) => Err(IngestError::Closed),
+        }
+    }
+
+    /// Jobs waiting in the queue now.
+    pub fn queue_len(&self) -> usize {
+        self.inner.tx.len()
+    }
+
+    /// The queue's capacity, in jobs.
+    pub fn queue_capacity(&self) -> usize {
+        self.inner.tx.capacity().unwrap_or(0)
+    }
+
+    /// The writer's counters.
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.inner.metrics
+    }
+
+    /// Graceful shutdown: refuse new jobs ([`SubmitError::Closed`]), write
+    /// and commit everything already queued, and end the thread, waiting up
+    /// to `timeout`. Blocking: from async code call it in
+    /// `spawn_blocking`. Calling it again returns at once.
+    pub fn flush_and_stop(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.inner.closed.store(true, Ordering::Release);
+        let queued = self.queue_len();
+        // The queue may be full: wait for room for the stop marker. An
+        // error means the thread is gone already.
+        let _ = self.inner.tx.send_deadline(Msg::Stop, deadline);
+        match self.inner.finished.recv_deadline(deadline) {
+            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
+                let thread = self
+                    .inner
+                    .thread
+                    .lock()
+                    .map_or(None, |mut slot| slot.take());
+                if let Some(thread) = thread
+                    && thread.join().is_err()
+                {
+                    tracing::error!("the ingest writer thread panicked");
+                }
+                tracing::info!(queued, "ingest writer flushed and stopped");
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    still_queued = self.queue_len(),
+                    timeout_ms = timeout.as_millis() as u64,
+                    "ingest writer did not drain in time; jobs still queued are not acknowledged"
+                );
+            }
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Worker {
+    db: Db,
+    /// The connection kept between batches; dropped after a failure that
+    /// may have broken it.
+    conn: Option<DbConn>,
+    rx: Receiver<Msg>,
+    options: WriterOptions,
+    metrics: Arc<WriterMetrics>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut stopping = false;
+        let mut batch: Vec<Pending> = Vec::new();
+        loop {
+            // Block for the first message; once stopping, only drain.
+            let first = if stopping {
+                self.rx.try_recv().ok()
+            } else {
+                self.rx.recv().ok()
+            };
+            let Some(first) = first else { break };
+            let mut rows = absorb(first, &mut batch, &mut stopping);
+            let linger_until = (!self.options.max_wait.is_zero() && !batch.is_empty())
+                .then(|| Instant::now() + self.options.max_wait);
+            while rows < self.options.max_batch_rows {
+                let msg = match self.rx.try_recv() {
+                    Ok(msg) => msg,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => match linger_until {
+                        Some(until) if !stopping => match self.rx.recv_deadline(until) {
+                            Ok(msg) => msg,
+                            Err(_) => break,
+                        },
+                        _ => break,
+                    },
+                };
+                rows += absorb(msg, &mut batch, &mut stopping);
+            }
+            if !batch.is_empty() {
+                self.commit(std::mem::take(&mut batch));
+            }
+        }
+        tracing::debug!("ingest writer thread ends");
+    }
+
+    /// Write `batch` in one transaction and answer every job; on a data
+    /// error, retry the jobs one by one.
+    fn commit(&mut self, batch: Vec<Pending>) {
+        let started = Instant::now();
+        let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
+        let result = self.attempt(&jobs);
+        drop(jobs);
+        match result {
+            Ok(stored) => {
+                self.record_commit(&batch, started);
+                for (p, s) in batch.into_iter().zip(stored) {
+                    let _ = p.reply.send(Ok(s));
+                }
+            }
+            Err(e) if batch.len() > 1 && is_data_error(&e) => {
+                tracing::warn!(
+                    error = %e,
+                    jobs = batch.len(),
+                    "ingest batch refused by the database; retrying its jobs one by one"
+                );
+                self.metrics.batches_retried.fetch_add(1, Ordering::Relaxed);
+                let mut unavailable = false;
+                for p in batch {
+                    if unavailable {
+                        self.fail(p, WriteError::Unavailable);
+                        continue;
+                    }
+                    let started = Instant::now();
+                    match self.attempt(&[&p.job]) {
+                        Ok(mut stored) => {
+                            self.record_commit(std::slice::from_ref(&p), started);
+                            let s = stored.pop().unwrap_or(Stored::Done);
+                            let _ = p.reply.send(Ok(s));
+                        }
+                        Err(e) => {
+                            let error = classify(&e);
+                            unavailable = error == WriteError::Unavailable;
+                            tracing::warn!(
+                                error = %e,
+                                vehicle_id = p.job.vehicle_id(),
+                                "ingest job refused by the database"
+                            );
+                            self.fail(p, error);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let error = classify(&e);
+                tracing::error!(
+                    error = %e,
+                    jobs = batch.len(),
+                    "ingest batch failed; nothing of it was stored"
+                );
+                for p in batch {
+                    self.fail(p, error);
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_BATCH {
+            tracing::warn!(ms = elapsed.as_millis() as u64, "slow ingest batch");
+        }
+    }
+
+    fn fail(&self, p: Pending, error: WriteError) {
+        self.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+        let _ = p.reply.send(Err(error));
+    }
+
+    fn record_commit(&self, batch: &[Pending], started: Instant) {
+        let m = &self.metrics;
+        let rows: usize = batch.iter().map(|p| p.job.rows()).sum();
+        let points: usize = batch
+            .iter()
+            .map(|p| match &p.job {
+                Job::Locations { points, .. } => points.len(),
+                _ => 0,
+            })
+            .sum();
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.jobs_stored
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        m.rows_stored.fetch_add(rows as u64, Ordering::Relaxed);
+        m.points_stored.fetch_add(points as u64, Ordering::Relaxed);
+        m.max_batch_rows.fetch_max(rows as u64, Ordering::Relaxed);
+        m.write_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        tracing::trace!(jobs = batch.len(), rows, "ingest batch committed");
+    }
+
+    /// One transaction for `jobs`, on the kept connection (taken anew if
+    /// there is none). A failure that is not about the data drops the
+    /// connection.
+    fn attempt(&mut self, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            slot => slot.insert(self.db.get()?),
+        };
+        let result = write_jobs(conn, jobs);
+        if let Err(e) = &result
+            && !is_data_error(e)
+        {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// Add a message to the batch; returns the rows it adds.
+fn absorb(msg: Msg, batch: &mut Vec<Pending>, stopping: &mut bool) -> usize {
+    match msg {
+        Msg::Job(p) => {
+            let rows = p.job.rows();
+            batch.push(p);
+            rows
+        }
+        Msg::Stop => {
+            *stopping = true;
+            0
+        }
+    }
+}
+
+/// Is this failure caused by the rows themselves (so retrying the jobs
+/// apart can isolate it), rather than by the database being unreachable,
+/// locked or broken?
+fn is_data_error(e: &DbError) -> bool {
+    match e {
+        DbError::Query(DieselError::DatabaseError(kind, _)) => matches!(
+            kind,
+            DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+        ),
+        DbError::Query(DieselError::SerializationError(_) | DieselError::QueryBuilderError(_)) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+fn classify(e: &DbError) -> WriteError {
+    match e {
+        DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+            WriteError::VehicleGone
+        }
+        e if is_data_error(e) => WriteError::Rejected,
+        _ => WriteError::Unavailable,
+    }
+}
+
+/// Inserting a batch of locations, `ON CONFLICT (vehicle_id, t) DO
+/// NOTHING`, the fastest way each backend offers.
+trait InsertLocations {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()>;
+}
+
+/// SQLite: full chunks of [`LOCATION_CHUNK`] rows through one statement
+/// type (fixed-size arrays have a static query id, so diesel prepares the
+/// statement once per connection and reuses it), then the remainder in one
+/// more statement.
+impl InsertLocations for diesel::SqliteConnection {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
+        let full = rows.len() - rows.len() % LOCATION_CHUNK;
+        for chunk in rows[..full].chunks_exact(LOCATION_CHUNK) {
+            let chunk: &[NewLocation; LOCATION_CHUNK] = chunk.try_into().map_err(|_| {
+                DieselError::QueryBuilderError("location chunk of the wrong size".into())
+            })?;
+            diesel::insert_into(locations::table)
+                .values(chunk)
+                .on_conflict((locations::vehicle_id, locations::t))
+                .do_nothing()
+                .execute(self)?;
+        }
+        for chunk in rows[full..].chunks(MAX_BIND_PARAMS / 7) {
+            diesel::insert_into(locations::table)
+                .values(chunk)
+                .on_conflict((locations::vehicle_id, locations::t))
+                .do_nothing()
+                .execute(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL: one statement per batch, whatever its size: seven arrays
+/// bound and unnested (`INSERT ... SELECT * FROM UNNEST($1, ..., $7)`),
+/// prepared once per connection. Much cheaper to parse and plan than
+/// thousands of `VALUES` rows.
+impl InsertLocations for diesel::PgConnection {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns = UnnestLocations {
+            vehicle_id: rows.iter().map(|r| r.vehicle_id).collect(),
+            t: rows.iter().map(|r| r.t).collect(),
+            lat: rows.iter().map(|r| r.lat).collect(),
+            lon: rows.iter().map(|r| r.lon).collect(),
+            speed: rows.iter().map(|r| r.speed).collect(),
+            heading: rows.iter().map(|r| r.heading).collect(),
+            altitude: rows.iter().map(|r| r.altitude).collect(),
+        };
+        columns.execute(self)?;
+        Ok(())
+    }
+}
+
+/// `INSERT INTO locations (...) SELECT * FROM UNNEST($1, ..., $7) ON
+/// CONFLICT (vehicle_id, t) DO NOTHING`, with one array per column.
+struct UnnestLocations {
+    vehicle_id: Vec<i64>,
+    t: Vec<i64>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    speed: Vec<Option<f64>>,
+    heading: Vec<Option<f64>>,
+    altitude: Vec<Option<f64>>,
+}
+
+impl diesel::query_builder::QueryId for UnnestLocations {
+    type QueryId = Self;
+    // The SQL text never changes: diesel prepares it once per connection.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for UnnestLocations {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Double, Nullable};
+        out.push_sql(
+            "INSERT INTO locations (vehicle_id, t, lat, lon, speed, heading, altitude) \
+             SELECT * FROM UNNEST(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.vehicle_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.t)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Double>, _>(&self.lat)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Double>, _>(&self.lon)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.speed)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.heading)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.altitude)?;
+        out.push_sql(") ON CONFLICT (vehicle_id, t) DO NOTHING");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::PgConnection> for UnnestLocations {}
+
+/// Insert `$rows` (a slice of `New...` rows of `$table`, `$cols` columns
+/// each) in as few statements as the bind-parameter limit allows.
+macro_rules! insert_many {
+    ($c:expr, $table:expr, $rows:expr, $cols:expr) => {{
+        for chunk in $rows.chunks(MAX_BIND_PARAMS / $cols) {
+            diesel::insert_into($table).values(chunk).execute($c)?;
+        }
+    }};
+}
+
+/// Write `jobs` in one write transaction; one [`Stored`] per job, in order.
+fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> {
+    let received_at = now_ms();
+    let mut locs: Vec<NewLocation> = Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum());
+    let mut statuses: Vec<NewStatusSnapshot<'_>> = Vec::new();
+    let mut obds: Vec<NewObdRecord<'_>> = Vec::new();
+    let mut connections: Vec<NewConnectionLogEntry<'_>> = Vec::new();
+    let mut commands: Vec<NewCommandLogEntry<'_>> = Vec::new();
+    let mut new_events: Vec<(usize, NewEvent<'_>)> = Vec::new();
+    let mut metas: Vec<Option<String>> = Vec::new();
+    let mut last_seen: Vec<(i64, i64)> = Vec::new();
+    let mut stored: Vec<Stored> = Vec::with_capacity(jobs.len());
+
+    // Serialize event metas first: the rows borrow them.
+    for job in jobs {
+        if let Job::Event { event, .. } = job {
+            metas.push(match &event.meta {
+                Some(meta) => {
+                    Some(serde_json::to_string(meta).map_err(|e| {
+                        DbError::Query(DieselError::SerializationError(Box::new(e)))
+                    })?)
+                }
+                None => None,
+            });
+        }
+    }
+    let mut meta_iter = metas.iter();
+    for (index, job) in jobs.iter().enumerate() {
+        match job {
+            Job::Locations { vehicle_id, points } => {
+                locs.extend(points.iter().map(|p| NewLocation {
+                    vehicle_id: *vehicle_id,
+                    t: p.t,
+                    lat: p.lat,
+                    lon: p.lon,
+                    speed: p.spd,
+                    heading: p.hdg,
+                    altitude: p.alt,
+                }));
+                stored.push(Stored::Locations {
+                    stored: points.len(),
+                });
+            }
+            Job::Event { vehicle_id, event } => {
+                let meta = meta_iter.next().and_then(Option::as_deref);
+                new_events.push((
+                    index,
+                    NewEvent {
+                        vehicle_id: *vehicle_id,
+                        kind: &event.kind,
+                        t: event.t,
+                        lat: event.lat,
+                        lon: event.lon,
+                        meta,
+                        received_at,
+                    },
+                ));
+                stored.push(Stored::Done); // replaced by the id below
+            }
+            Job::Status {
+                vehicle_id,
+                t,
+                data,
+            } => {
+                statuses.push(NewStatusSnapshot {
+                    vehicle_id: *vehicle_id,
+                    t: *t,
+                    data,
+                    received_at,
+                });
+                stored.push(Stored::Done);
+            }
+            Job::Obd {
+                vehicle_id,
+                t,
+                data,
+            } => {
+                obds.push(NewObdRecord {
+                    vehicle_id: *vehicle_id,
+                    t: *t,
+                    data,
+                    received_at,
+                });
+                stored.push(Stored::Done);
+            }
+            Job::Connection {
+                vehicle_id,
+                node_id,
+                remote_addr,
+                kind,
+                reason,
+                t,
+            } => {
+                connections.push(NewConnectionLogEntry {
+                    vehicle_id: *vehicle_id,
+                    node_id,
+                    remote_addr: remote_addr.as_deref(),
+                    kind,
+                    reason: reason.as_deref(),
+                    t: *t,
+                });
+                stored.push(Stored::Done);
+            }
+            Job::Command {
+                vehicle_id,
+                user_id,
+                name,
+                args,
+                status,
+                result,
+                created_at,
+                completed_at,
+            } => {
+                commands.push(NewCommandLogEntry {
+                    vehicle_id: *vehicle_id,
+                    user_id: *user_id,
+                    name,
+                    args,
+                    status,
+                    result: result.as_deref(),
+                    created_at: *created_at,
+                    completed_at: *completed_at,
+                });
+                stored.push(Stored::Done);
+            }
+            Job::LastSeen { vehicle_id, t } => {
+                match last_seen.iter_mut().find(|(v, _)| v == vehicle_id) {
+                    Some((_, latest)) => *latest = (*latest).max(*t),
+                    None => last_seen.push((*vehicle_id, *t)),
+                }
+                stored.push(Stored::Done);
+            }
+        }
+    }
+
+    let event_ids: Vec<(usize, i64)> = crate::db_write_tx!(conn, |c| {
+        InsertLocations::insert_locations(c, &locs)?;
+        insert_many!(c, status_snapshots::table, statuses, 4);
+        insert_many!(c, obd_records::table, obds, 4);
+        insert_many!(c, connection_log::table, connections, 6);
+        insert_many!(c, command_log::table, commands, 8);
+        let mut ids = Vec::with_capacity(new_events.len());
+        for (index, row) in &new_events {
+            let id: i64 = diesel::insert_into(events::table)
+                .values(row)
+                .returning(events::id)
+                .get_result(c)?;
+            ids.push((*index, id));
+        }
+        for (vehicle_id, t) in &last_seen {
+            diesel::update(
+                vehicles::table.filter(vehicles::id.eq(vehicle_id)).filter(
+                    vehicles::last_seen_at
+                        .is_null()
+                        .or(vehicles::last_seen_at.lt(t)),
+                ),
+            )
+            .set(vehicles::last_seen_at.eq(t))
+            .execute(c)?;
+        }
+        Ok::<_, DieselError>(ids)
+    })?;
+    for (index, id) in event_ids {
+        if let Some(slot) = stored.get_mut(index) {
+            *slot = Stored::Event { id };
+        }
+    }
+    Ok(stored)
+}
