@@ -150,9 +150,9 @@ async fn device_telemetry_reaches_watchers_and_is_stored_before_the_ack() {
             &f.owner.access,
         )
         .await;
-    if status.status == 200 {
-        assert_eq!(status.body["status"]["data"]["battery"], 12.6);
-    }
+    assert_eq!(status.status, 200, "{status:?}");
+    assert_eq!(status.body["status"]["data"]["battery"], 12.6);
+    assert_eq!(status.body["obd"]["data"]["rpm"], 900);
 
     // A watch now answers online with the last point.
     let mut app2 = f.app().await;

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`auth`] | `POST /auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout` |
 //! | [`vehicles`] | `GET/POST /vehicles`, `GET/PATCH/DELETE /vehicles/{id}`, `POST /vehicles/{id}/device-token` |
+//! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
 //!
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod history;
 pub mod me;
 pub mod server;
 pub mod vehicles;
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::routes())
         .merge(vehicles::routes())
+        .merge(history::routes())
         .merge(me::routes());
     let mut app = Router::new()
         .nest("/api/v1", api)

@@ -540,7 +540,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!((e.lat, e.lon, e.meta.clone()), (None, None, None));
+        assert_eq!((e.lat, e.lon, &e.meta), (None, None, &None));
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type": "parking.motion-2_x", "t": NOW})

@@ -679,13 +679,18 @@ fn classify(e: &DbError) -> WriteError {
     }
 }
 
-/// Insert the locations `$rows` (`&[NewLocation]`): full chunks of
-/// [`LOCATION_CHUNK`] rows through one statement type (fixed-size arrays
-/// have a static query id, so diesel prepares the statement once per
-/// connection), then the remainder in one statement.
-macro_rules! insert_locations {
-    ($c:expr, $rows:expr) => {{
-        let rows: &[NewLocation] = $rows;
+/// Inserting a batch of locations, `ON CONFLICT (vehicle_id, t) DO
+/// NOTHING`, the fastest way each backend offers.
+trait InsertLocations {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()>;
+}
+
+/// SQLite: full chunks of [`LOCATION_CHUNK`] rows through one statement
+/// type (fixed-size arrays have a static query id, so diesel prepares the
+/// statement once per connection and reuses it), then the remainder in one
+/// more statement.
+impl InsertLocations for diesel::SqliteConnection {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
         let full = rows.len() - rows.len() % LOCATION_CHUNK;
         for chunk in rows[..full].chunks_exact(LOCATION_CHUNK) {
             let chunk: &[NewLocation; LOCATION_CHUNK] = chunk.try_into().map_err(|_| {
@@ -695,17 +700,89 @@ macro_rules! insert_locations {
                 .values(chunk)
                 .on_conflict((locations::vehicle_id, locations::t))
                 .do_nothing()
-                .execute($c)?;
+                .execute(self)?;
         }
-        if full < rows.len() {
+        for chunk in rows[full..].chunks(MAX_BIND_PARAMS / 7) {
             diesel::insert_into(locations::table)
-                .values(&rows[full..])
+                .values(chunk)
                 .on_conflict((locations::vehicle_id, locations::t))
                 .do_nothing()
-                .execute($c)?;
+                .execute(self)?;
         }
-    }};
+        Ok(())
+    }
 }
+
+/// PostgreSQL: one statement per batch, whatever its size: seven arrays
+/// bound and unnested (`INSERT ... SELECT * FROM UNNEST($1, ..., $7)`),
+/// prepared once per connection. Much cheaper to parse and plan than
+/// thousands of `VALUES` rows.
+impl InsertLocations for diesel::PgConnection {
+    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns = UnnestLocations {
+            vehicle_id: rows.iter().map(|r| r.vehicle_id).collect(),
+            t: rows.iter().map(|r| r.t).collect(),
+            lat: rows.iter().map(|r| r.lat).collect(),
+            lon: rows.iter().map(|r| r.lon).collect(),
+            speed: rows.iter().map(|r| r.speed).collect(),
+            heading: rows.iter().map(|r| r.heading).collect(),
+            altitude: rows.iter().map(|r| r.altitude).collect(),
+        };
+        columns.execute(self)?;
+        Ok(())
+    }
+}
+
+/// `INSERT INTO locations (...) SELECT * FROM UNNEST($1, ..., $7) ON
+/// CONFLICT (vehicle_id, t) DO NOTHING`, with one array per column.
+struct UnnestLocations {
+    vehicle_id: Vec<i64>,
+    t: Vec<i64>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    speed: Vec<Option<f64>>,
+    heading: Vec<Option<f64>>,
+    altitude: Vec<Option<f64>>,
+}
+
+impl diesel::query_builder::QueryId for UnnestLocations {
+    type QueryId = Self;
+    // The SQL text never changes: diesel prepares it once per connection.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for UnnestLocations {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Double, Nullable};
+        out.push_sql(
+            "INSERT INTO locations (vehicle_id, t, lat, lon, speed, heading, altitude) \
+             SELECT * FROM UNNEST(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.vehicle_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.t)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Double>, _>(&self.lat)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Double>, _>(&self.lon)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.speed)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.heading)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.altitude)?;
+        out.push_sql(") ON CONFLICT (vehicle_id, t) DO NOTHING");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::PgConnection> for UnnestLocations {}
 
 /// Insert `$rows` (a slice of `New...` rows of `$table`, `$cols` columns
 /// each) in as few statements as the bind-parameter limit allows.
@@ -853,7 +930,7 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
     }
 
     let event_ids: Vec<(usize, i64)> = crate::db_write_tx!(conn, |c| {
-        insert_locations!(c, &locs);
+        InsertLocations::insert_locations(c, &locs)?;
         insert_many!(c, status_snapshots::table, statuses, 4);
         insert_many!(c, obd_records::table, obds, 4);
         insert_many!(c, connection_log::table, connections, 6);

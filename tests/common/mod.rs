@@ -331,3 +331,62 @@ impl Api {
     }
 }
 pub mod sio;
+
+/// A migrated database of this run's backend (SQLite in a temp folder, or
+/// a fresh PostgreSQL database), without a server.
+pub struct TestDb {
+    pub db: roadhub::db::Db,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    pub fn open() -> Self {
+        Self::open_with(|_| {})
+    }
+
+    pub fn open_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        let pg = pg_admin_url().map(|admin| PgDatabase::create(&admin));
+        config.database.url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}/roadhub.db", dir.path().display()),
+        };
+        config.database.pool_size = 4;
+        adjust(&mut config);
+        let db = roadhub::db::Db::connect(&config).unwrap();
+        db.migrate().unwrap();
+        Self {
+            db,
+            config,
+            dir,
+            _pg: pg,
+        }
+    }
+
+    /// A fresh pool on the same database (another connection than any the
+    /// code under test holds).
+    pub fn reconnect(&self) -> roadhub::db::Db {
+        roadhub::db::Db::connect(&self.config).unwrap()
+    }
+
+    /// A new user owning `n` new vehicles; returns the user id and the
+    /// vehicle ids.
+    pub fn user_with_vehicles(&self, n: usize) -> (i64, Vec<i64>) {
+        use roadhub::db::queries::{users, vehicles};
+        let mut conn = self.db.get().unwrap();
+        let tag = roadhub::util::random_token("", 6);
+        let user = users::create(&mut conn, &format!("{tag}@example.com"), None, "x").unwrap();
+        let ids = (0..n)
+            .map(|i| {
+                let serial = format!("{tag}-{i}");
+                vehicles::create(&mut conn, user.id, &serial, &serial, &format!("h-{serial}"))
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        (user.id, ids)
+    }
+}

@@ -5,6 +5,7 @@
 //!
 //! [`DbConn`]: crate::db::DbConn
 
+pub mod telemetry;
 pub mod tokens;
 pub mod users;
 pub mod vehicles;
