@@ -19,6 +19,8 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`node`]: one running node: state shared by every worker, start-up and
 //!   graceful shutdown.
+//! - [`simulate`]: `roadhub simulate`, simulated blackboxes and phones over
+//!   REST and Socket.IO against any hub; the benchmark driver.
 
 pub mod auth;
 pub mod config;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod simulate;
 pub mod util;
 
 pub use config::Config;
