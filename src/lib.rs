@@ -24,8 +24,8 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`node`]: one running node: state shared by every worker, start-up and
 //!   graceful shutdown.
-//! - [`socketio`]: Engine.IO v4 and Socket.IO v5: packet codecs (hand-written,
-//!   the hot path), transports.
+//! - [`simulate`]: `roadhub simulate`, simulated blackboxes and phones over
+//!   REST and Socket.IO against any hub; the benchmark driver.
 
 pub mod actors;
 pub mod auth;
@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod simulate;
 pub mod socketio;
 pub mod util;
 

@@ -1,4 +1,5 @@
-//! The `roadhub` command line: `serve`, `migrate`, `user add`, `device add`.
+//! The `roadhub` command line: `serve`, `migrate`, `simulate`, `user add`,
+//! `device add`.
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ struct Cli {
 }
 
 #[derive(Args)]
+#[command(next_help_heading = "Global options")]
 struct GlobalArgs {
     /// TOML configuration file.
     #[arg(long, global = true, env = "ROADHUB_CONFIG", value_name = "FILE")]
@@ -50,6 +52,14 @@ enum Command {
     /// Manage devices (vehicles and their blackboxes).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Simulated blackboxes and phones against a running hub (benchmarks).
+    ///
+    /// Reports connects/s, delivered messages/s, end-to-end and ack latency
+    /// percentiles, losses and errors. Sets itself up over REST; benchmark
+    /// hubs run with their `limits.*` set to 0 (see docs/SIMULATE.md). A
+    /// flag given twice keeps the last value.
+    #[command(args_override_self = true)]
+    Simulate(Box<roadhub::simulate::SimulateOptions>),
 }
 
 #[derive(Args)]
@@ -126,6 +136,7 @@ fn load_config(global: &GlobalArgs, listen: Option<&str>) -> anyhow::Result<Conf
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Simulate(opts) => simulate(*opts),
         Command::Serve(args) => {
             let config = load_config(&cli.global, args.listen.as_deref())?;
             if args.print_config {
@@ -212,6 +223,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `roadhub simulate`: its own runtime with `--threads` workers; the
+/// summary (or one JSON line) on stdout.
+fn simulate(opts: roadhub::simulate::SimulateOptions) -> anyhow::Result<()> {
+    roadhub::logging::init("human", "warn");
+    // Before any thread starts, so every socket counts against the raised limit.
+    roadhub::simulate::raise_nofile_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .enable_all()
+        .build()
+        .context("starting the simulator's runtime")?;
+    let json = opts.json;
+    let report = runtime.block_on(roadhub::simulate::run(opts))?;
+    if json {
+        println!("{}", report.to_json_line());
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -426,15 +426,52 @@ fn help_lists_only_what_works() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["--help"], None, &[]);
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["serve", "migrate", "user", "device"] {
+    for cmd in ["serve", "migrate", "user", "device", "simulate"] {
         assert!(text.contains(cmd), "{text}");
     }
-    for missing in ["purge", "simulate"] {
-        assert!(
-            !text.contains(missing),
-            "{missing} is not built yet: {text}"
-        );
+    assert!(!text.contains("purge"), "purge is not built yet: {text}");
+}
+
+#[test]
+fn simulate_help_and_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["simulate", "--help"], None, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--url",
+        "--devices",
+        "--phones-per-vehicle",
+        "--phones ",
+        "--points",
+        "--interval",
+        "--event-rate",
+        "--duration",
+        "--warmup",
+        "--connect-only",
+        "--credentials",
+        "--save-credentials",
+        "--json",
+        "--threads",
+        "--hub-pid",
+    ] {
+        assert!(text.contains(flag), "{flag} missing: {text}");
     }
+    // Checked before anything is sent.
+    let out = run(dir.path(), &["simulate", "--points", "0"], None, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--points"));
+    let out = run(dir.path(), &["simulate", "--interval", "soon"], None, &[]);
+    assert!(!out.status.success());
+    // Nothing listens there: a clear error, quickly.
+    let port = free_port().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run(dir.path(), &["simulate", "--url", &url], None, &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("register"),
+        "{out:?}"
+    );
 }
 
 #[test]
