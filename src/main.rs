@@ -11,6 +11,12 @@ use roadhub::Config;
 use roadhub::db::Db;
 use roadhub::db::queries::{users, vehicles};
 
+/// jemalloc: it returns freed memory to the system (argon2's 19 MiB blocks
+/// stayed in glibc's per-thread arenas) and keeps per-connection memory
+/// low under fan-out (see docs/DECISIONS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// roadhub: the realtime hub for connected dashcams.
 #[derive(Parser)]
 #[command(name = "roadhub", version, about, long_about = None)]

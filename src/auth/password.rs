@@ -36,7 +36,15 @@ pub fn verify_blocking(password: &str, stored: &str) -> bool {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_blocking("not a real password").unwrap_or_default());
 
+/// At most one hash per core at a time: each takes 19 MiB and tens of ms
+/// of CPU, so a burst of logins queues here instead of piling memory and
+/// threads on the blocking pool.
+static SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
 pub async fn hash(password: String) -> Result<String, String> {
+    let _slot = SLOTS.acquire().await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(|e| e.to_string())?
@@ -45,6 +53,9 @@ pub async fn hash(password: String) -> Result<String, String> {
 /// Verify `password` against `stored`, or against a dummy hash when there is
 /// no account, always spending the same work.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
+    let Ok(_slot) = SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify_blocking(&password, &stored),
         None => {
