@@ -55,6 +55,9 @@ struct Args {
     /// Tokio worker threads driving the devices.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Writer threads (0: the default for the backend).
+    #[arg(long, default_value_t = 0)]
+    writers: usize,
     /// Print one JSON line only.
     #[arg(long)]
     json: bool,
@@ -103,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             queue_capacity: args.queue_capacity,
             max_batch_rows: args.max_batch_rows,
             max_wait: Duration::from_millis(args.max_wait_ms),
+            writers: args.writers,
         },
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -236,6 +240,7 @@ fn main() -> anyhow::Result<()> {
         "errors": errors.load(Ordering::Relaxed),
         "max_batch_rows": args.max_batch_rows,
         "max_wait_ms": args.max_wait_ms,
+        "writers": writer.writers(),
     });
     if args.json {
         println!("{summary}");
