@@ -644,3 +644,42 @@ async fn one_vehicles_jobs_commit_in_order() {
     }
     w.flush_and_stop(Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_submit_racing_shutdown_gets_an_answer() {
+    let tdb = TestDb::open();
+    let (_, ids) = tdb.user_with_vehicles(8);
+    let w = writer(&tdb.db, 64);
+    let base = t0();
+    let mut tasks = Vec::new();
+    for &v in &ids {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0i64;
+            for i in 0.. {
+                match w.write(locs(v, base, i * 10..(i + 1) * 10)).await {
+                    Ok(_) => acked += 10,
+                    Err(IngestError::Busy) => tokio::task::yield_now().await,
+                    Err(IngestError::Closed) => break,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            (v, acked)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopper = w.clone();
+    tokio::task::spawn_blocking(move || stopper.flush_and_stop(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    for t in tasks {
+        let (v, acked) = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("a submitter was left without an answer")
+            .unwrap();
+        assert!(acked > 0);
+        // Every acknowledged point is stored (a point may be stored without
+        // its ack only if the answer was lost, which shutdown does not do).
+        assert_eq!(count_locations(&tdb.db, v), acked);
+    }
+}

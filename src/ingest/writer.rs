@@ -42,8 +42,8 @@
 //! which is what the device asks). Events, status and OBD rows have no
 //! natural key and are stored once per job.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -346,7 +346,10 @@ struct Shard {
 
 struct Inner {
     shards: Vec<Shard>,
-    closed: AtomicBool,
+    /// `true` while jobs are accepted. `submit` holds the read side across
+    /// its check and its send, so once `flush_and_stop` has flipped it no
+    /// job can land behind the stop marker and be left unanswered.
+    open: RwLock<bool>,
     metrics: Arc<WriterMetrics>,
 }
 
@@ -364,7 +367,7 @@ impl std::fmt::Debug for IngestWriter {
         f.debug_struct("IngestWriter")
             .field("writers", &self.inner.shards.len())
             .field("queue_len", &self.queue_len())
-            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("open", &self.inner.open.read().is_ok_and(|open| *open))
             .finish()
     }
 }
@@ -422,7 +425,7 @@ impl IngestWriter {
         Ok(Self {
             inner: Arc::new(Inner {
                 shards,
-                closed: AtomicBool::new(false),
+                open: RwLock::new(true),
                 metrics,
             }),
         })
@@ -440,7 +443,8 @@ impl IngestWriter {
     /// job's transaction commits (or fails). A full queue is
     /// [`SubmitError::Busy`], at once.
     pub fn submit(&self, job: Job) -> Result<Ack, SubmitError> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        let open = self.inner.open.read().map_err(|_| SubmitError::Closed)?;
+        if !*open {
             return Err(SubmitError::Closed);
         }
         let shard = self.shard(job.vehicle_id()).ok_or(SubmitError::Closed)?;
@@ -505,7 +509,10 @@ impl IngestWriter {
     /// `spawn_blocking`. Calling it again returns at once.
     pub fn flush_and_stop(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        self.inner.closed.store(true, Ordering::Release);
+        // Waits for submits in progress, then refuses new ones.
+        if let Ok(mut open) = self.inner.open.write() {
+            *open = false;
+        }
         let queued = self.queue_len();
         for shard in &self.inner.shards {
             // The queue may be full: wait for room for the stop marker. An
@@ -579,7 +586,18 @@ impl Worker {
                 rows += absorb(msg, &mut batch, &mut stopping);
             }
             if !batch.is_empty() {
-                self.commit(std::mem::take(&mut batch));
+                let batch = std::mem::take(&mut batch);
+                // A bug must not end the writer for the whole node: the
+                // jobs of a batch that panicked get no answer (their
+                // submitters see `Closed`), the connection is dropped, and
+                // the thread goes on.
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.commit(batch);
+                }));
+                if done.is_err() {
+                    tracing::error!("ingest batch panicked; its jobs are not acknowledged");
+                    self.conn = None;
+                }
             }
         }
         tracing::debug!("ingest writer thread ends");
