@@ -7,6 +7,7 @@
 //! cargo run --release --example ingest_bench                       # SQLite in a temp folder
 //! cargo run --release --example ingest_bench -- --database-url postgres://user@127.0.0.1:5432/bench
 //! cargo run --release --example ingest_bench -- --devices 1000 --points 60 --seconds 20
+//! cargo run --release --example ingest_bench -- --interval-ms 1000    # a fixed offered load
 //! ```
 //!
 //! The writer is driven directly (no Socket.IO): this measures the
@@ -55,6 +56,13 @@ struct Args {
     /// Tokio worker threads driving the devices.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Milliseconds between a device's batches (0: the next batch as soon
+    /// as the previous one is acknowledged, to find the maximum rate).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Writer threads (0: the default for the backend).
+    #[arg(long, default_value_t = 0)]
+    writers: usize,
     /// Print one JSON line only.
     #[arg(long)]
     json: bool,
@@ -103,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             queue_capacity: args.queue_capacity,
             max_batch_rows: args.max_batch_rows,
             max_wait: Duration::from_millis(args.max_wait_ms),
+            writers: args.writers,
         },
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +126,8 @@ fn main() -> anyhow::Result<()> {
     let errors = Arc::new(AtomicU64::new(0));
     let start_t = roadhub::util::now_ms() - 24 * 3600 * 1000;
     let points_per_batch = args.points;
+    let interval = Duration::from_millis(args.interval_ms);
+    let devices = args.devices.max(1);
 
     let (latencies, elapsed, m0, m1, cpu0, cpu1) = rt.block_on(async {
         let mut tasks = Vec::with_capacity(ids.len());
@@ -132,7 +143,18 @@ fn main() -> anyhow::Result<()> {
                 let mut seq: i64 = 0;
                 // Spread the devices around a 1 s clock.
                 let lat0 = 37.0 + (n as f64) * 1e-3;
+                let mut tick = (interval > Duration::ZERO).then(|| {
+                    let mut t = tokio::time::interval_at(
+                        tokio::time::Instant::now() + interval.mul_f64(n as f64 / devices as f64),
+                        interval,
+                    );
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(tick) = &mut tick {
+                        tick.tick().await;
+                    }
                     let points: Vec<Point> = (0..points_per_batch)
                         .map(|i| {
                             let k = seq + i as i64;
@@ -220,6 +242,7 @@ fn main() -> anyhow::Result<()> {
         "backend": backend,
         "devices": args.devices,
         "points_per_batch": args.points,
+        "interval_ms": args.interval_ms,
         "seconds": secs,
         "points_acked_per_s": (acked as f64 / secs).round(),
         "batches_acked_per_s": (lat.len() as f64 / secs).round(),
@@ -236,6 +259,7 @@ fn main() -> anyhow::Result<()> {
         "errors": errors.load(Ordering::Relaxed),
         "max_batch_rows": args.max_batch_rows,
         "max_wait_ms": args.max_wait_ms,
+        "writers": writer.writers(),
     });
     if args.json {
         println!("{summary}");

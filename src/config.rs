@@ -265,6 +265,10 @@ config! {
         /// batch that is not full; 0 commits at once (batches still form
         /// while a commit runs).
         max_wait_ms: u64 = 0,
+        /// Writer threads, each with its own database connection; a vehicle
+        /// always goes to the same one. 0 picks 1 on SQLite (one writer at a
+        /// time anyway) and 2 on PostgreSQL.
+        writers: usize = 0,
     }
 
     /// Redis joins the nodes of a cluster.
@@ -436,6 +440,20 @@ impl Config {
         if self.ingest.queue_capacity == 0 || self.ingest.max_batch_rows == 0 {
             return Err("ingest.queue_capacity and ingest.max_batch_rows must be above 0".into());
         }
+        if self.ingest.writers > 64 {
+            return Err("ingest.writers must be at most 64".into());
+        }
+        let writers = match self.database_url()? {
+            DatabaseUrl::Sqlite(_) => 1,
+            DatabaseUrl::Postgres(_) if self.ingest.writers == 0 => 2,
+            DatabaseUrl::Postgres(_) => self.ingest.writers,
+        };
+        if self.database.pool_size != 0 && (self.database.pool_size as usize) <= writers {
+            return Err(format!(
+                "database.pool_size ({}) must be above the ingest writers' connections ({writers})",
+                self.database.pool_size
+            ));
+        }
         if self.ingest.max_wait_ms > 1000 {
             return Err("ingest.max_wait_ms must be at most 1000".into());
         }
@@ -572,6 +590,28 @@ mod tests {
         c.database.url = "mysql://x".into();
         assert!(c.validate().is_err());
         c.database.url = "sqlite://".into();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn ingest_settings_are_checked() {
+        let mut c = Config::default();
+        c.ingest.queue_capacity = 0;
+        assert!(c.validate().is_err());
+        c.ingest.queue_capacity = 10;
+        c.ingest.max_wait_ms = 5000;
+        assert!(c.validate().is_err());
+        c.ingest.max_wait_ms = 1;
+        c.validate().unwrap_or_else(|e| panic!("{e}"));
+        // Each writer keeps a connection: the pool needs one more.
+        c.database.pool_size = 1;
+        assert!(c.validate().is_err());
+        c.database.url = "postgres://u@h/db".into();
+        c.database.pool_size = 2;
+        assert!(c.validate().is_err());
+        c.database.pool_size = 3;
+        c.validate().unwrap_or_else(|e| panic!("{e}"));
+        c.ingest.writers = 4;
         assert!(c.validate().is_err());
     }
 

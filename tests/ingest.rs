@@ -55,13 +55,26 @@ fn count_locations(db: &Db, vehicle_id: i64) -> i64 {
     .unwrap()
 }
 
+/// A writer with the backend's default number of threads (2 on
+/// PostgreSQL).
 fn writer(db: &Db, queue_capacity: usize) -> IngestWriter {
+    start(db, queue_capacity, 0)
+}
+
+/// A writer with one thread and one queue, for tests that count on which
+/// jobs share a batch.
+fn single_writer(db: &Db, queue_capacity: usize) -> IngestWriter {
+    start(db, queue_capacity, 1)
+}
+
+fn start(db: &Db, queue_capacity: usize, writers: usize) -> IngestWriter {
     IngestWriter::start(
         db.clone(),
         WriterOptions {
             queue_capacity,
             max_batch_rows: 20_000,
             max_wait: Duration::ZERO,
+            writers,
         },
     )
     .unwrap()
@@ -159,6 +172,12 @@ async fn concurrent_batches_are_all_stored_exactly_once() {
     let tdb = TestDb::open();
     let (_, ids) = tdb.user_with_vehicles(8);
     let w = writer(&tdb.db, 4096);
+    let expected_writers = match tdb.db.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => roadhub::ingest::writer::DEFAULT_PG_WRITERS,
+    };
+    assert_eq!(w.writers(), expected_writers);
+    assert_eq!(w.queue_capacity(), 4096);
     let base = t0();
     let mut tasks = Vec::new();
     // 8 vehicles x 5 tasks each (disjoint time ranges) x 10 batches of 60.
@@ -235,7 +254,7 @@ async fn a_resent_batch_is_idempotent() {
 async fn a_full_queue_answers_busy_without_blocking() {
     let tdb = patient();
     let (_, ids) = tdb.user_with_vehicles(1);
-    let w = writer(&tdb.db, 2);
+    let w = single_writer(&tdb.db, 2);
     assert_eq!(w.queue_capacity(), 2);
     let base = t0();
     let lock = WriteLock::take(&tdb.db);
@@ -274,7 +293,7 @@ async fn a_full_queue_answers_busy_without_blocking() {
 async fn one_failing_job_fails_alone() {
     let tdb = patient();
     let (_, ids) = tdb.user_with_vehicles(2);
-    let w = writer(&tdb.db, 64);
+    let w = single_writer(&tdb.db, 64);
     let base = t0();
     let lock = WriteLock::take(&tdb.db);
     let first = w.submit(locs(ids[0], base, 0..60)).unwrap();
@@ -507,7 +526,7 @@ async fn big_batches_are_chunked() {
 async fn flush_and_stop_drains_the_queue() {
     let tdb = patient();
     let (_, ids) = tdb.user_with_vehicles(1);
-    let w = writer(&tdb.db, 64);
+    let w = single_writer(&tdb.db, 64);
     let base = t0();
     let lock = WriteLock::take(&tdb.db);
     let mut acks = vec![w.submit(locs(ids[0], base, 0..60)).unwrap()];
@@ -570,6 +589,7 @@ async fn lingering_batches_more() {
             queue_capacity: 64,
             max_batch_rows: 20_000,
             max_wait: Duration::from_millis(200),
+            writers: 1,
         },
     )
     .unwrap();
@@ -583,4 +603,83 @@ async fn lingering_batches_more() {
     let m = w.metrics().snapshot();
     assert_eq!((m.batches, m.max_batch_rows), (1, 120), "{m:?}");
     w.flush_and_stop(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vehicles_jobs_commit_in_order() {
+    let tdb = TestDb::open();
+    let (_, ids) = tdb.user_with_vehicles(20);
+    let w = writer(&tdb.db, 256);
+    let base = t0();
+    // Submitted back to back without waiting: connect, then disconnect,
+    // for every vehicle.
+    let mut acks = Vec::new();
+    for &v in &ids {
+        for (kind, dt) in [("connect", 0), ("disconnect", 1)] {
+            acks.push(
+                w.submit(Job::Connection {
+                    vehicle_id: v,
+                    node_id: "n".into(),
+                    remote_addr: None,
+                    kind,
+                    reason: None,
+                    t: base + dt,
+                })
+                .unwrap(),
+            );
+        }
+    }
+    for ack in acks {
+        assert_eq!(ack.await.unwrap(), Ok(Stored::Done));
+    }
+    let mut conn = tdb.db.get().unwrap();
+    for &v in &ids {
+        let kinds: Vec<String> = roadhub::db_run!(&mut conn, |c| connection_log::table
+            .filter(connection_log::vehicle_id.eq(v))
+            .order(connection_log::id.asc())
+            .select(connection_log::kind)
+            .load(c))
+        .unwrap();
+        assert_eq!(kinds, ["connect", "disconnect"]);
+    }
+    w.flush_and_stop(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_submit_racing_shutdown_gets_an_answer() {
+    let tdb = TestDb::open();
+    let (_, ids) = tdb.user_with_vehicles(8);
+    let w = writer(&tdb.db, 64);
+    let base = t0();
+    let mut tasks = Vec::new();
+    for &v in &ids {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0i64;
+            for i in 0.. {
+                match w.write(locs(v, base, i * 10..(i + 1) * 10)).await {
+                    Ok(_) => acked += 10,
+                    Err(IngestError::Busy) => tokio::task::yield_now().await,
+                    Err(IngestError::Closed) => break,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            (v, acked)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopper = w.clone();
+    tokio::task::spawn_blocking(move || stopper.flush_and_stop(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    for t in tasks {
+        let (v, acked) = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("a submitter was left without an answer")
+            .unwrap();
+        assert!(acked > 0);
+        // Every acknowledged point is stored (a point may be stored without
+        // its ack only if the answer was lost, which shutdown does not do).
+        assert_eq!(count_locations(&tdb.db, v), acked);
+    }
 }

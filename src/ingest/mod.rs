@@ -12,7 +12,8 @@
 //!   (the device hears `busy`) instead of growing memory.
 //!
 //! The writer's batching, durability and busy policy are described in
-//! `docs/INGEST.md`.
+//! `docs/INGEST.md`. Reading history back is [`crate::db::queries::telemetry`]
+//! and [`crate::http::history`].
 //!
 //! A device session's `loc` handler, in short:
 //!
@@ -23,8 +24,8 @@
 //! };
 //! match writer.write(Job::Locations { vehicle_id, points }).await {
 //!     Ok(Stored::Locations { stored }) => ack(json!({"ok": true, "stored": stored})),
-//!     Ok(_) => unreachable_for_this_job(),
-//!     Err(e) => ack(json!({"ok": false, "error": e.code()})),
+//!     Ok(_) => ack(json!({"ok": true})),
+//!     Err(e) => ack(json!({"ok": false, "error": e.code()})), // busy, unavailable, ...
 //! }
 //! ```
 

@@ -2,8 +2,8 @@
 //!
 //! # Shape
 //!
-//! [`IngestWriter`] is a cheap [`Clone`] handle on a bounded queue and one
-//! dedicated OS thread (`ingest-writer`; it needs no tokio runtime):
+//! [`IngestWriter`] is a cheap [`Clone`] handle on a bounded queue and a
+//! dedicated OS thread (`ingest-writer-N`; it needs no tokio runtime):
 //!
 //! 1. A session calls [`IngestWriter::submit`] (or [`IngestWriter::write`],
 //!    which also awaits the outcome). `submit` never blocks: a full queue is
@@ -11,12 +11,19 @@
 //! 2. The thread blocks until a job arrives, then takes every job already
 //!    waiting (optionally lingering up to `max_wait` for more) up to
 //!    `max_batch_rows` rows, and writes them all in ONE write transaction:
-//!    the points of every `loc` job together as multi-row
-//!    `INSERT ... ON CONFLICT (vehicle_id, t) DO NOTHING`, the other rows
-//!    beside them.
+//!    the points of every `loc` job together (multi-row `INSERT ... ON
+//!    CONFLICT (vehicle_id, t) DO NOTHING` on SQLite, one `UNNEST` insert
+//!    on PostgreSQL), the other rows beside them.
 //! 3. Only after `COMMIT` returns is each job's [`oneshot`] completed. While
 //!    one batch commits, the next one forms in the queue: the busier the
 //!    node, the larger the batches and the cheaper each durable row.
+//!
+//! On SQLite there is one such thread (SQLite has one writer at a time). On
+//! PostgreSQL there are [`DEFAULT_PG_WRITERS`] by default, each with its own
+//! connection and its own share of the queue capacity; a job goes to the
+//! thread of its vehicle (`vehicle_id mod writers`), so one vehicle's jobs
+//! still commit in the order they were submitted, and two threads never
+//! write rows of the same vehicle.
 //!
 //! # Failures
 //!
@@ -35,8 +42,8 @@
 //! which is what the device asks). Events, status and OBD rows have no
 //! natural key and are stored once per job.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,7 +60,7 @@ use crate::db::models::{
 use crate::db::schema::{
     command_log, connection_log, events, locations, obd_records, status_snapshots, vehicles,
 };
-use crate::db::{Db, DbConn, DbError};
+use crate::db::{Backend, Db, DbConn, DbError};
 use crate::ingest::validate::{EventIn, Point};
 use crate::util::now_ms;
 
@@ -81,7 +88,18 @@ pub struct WriterOptions {
     /// committing a batch that is not full. Zero commits at once: batches
     /// still form while a commit is running.
     pub max_wait: Duration,
+    /// Writer threads, each with its own connection and its own share of
+    /// the queue; a vehicle always goes to the same one. 0 picks the
+    /// default: 1 on SQLite (which always has one writer: more would only
+    /// queue for its lock), [`DEFAULT_PG_WRITERS`] on PostgreSQL, where one
+    /// server process per connection does the insert work.
+    pub writers: usize,
 }
+
+/// Writer threads on PostgreSQL when [`WriterOptions::writers`] is 0: a
+/// server process inserts about 130,000 locations/s on one free core, so
+/// one connection alone leaves the second core idle (docs/BENCHMARKS.md).
+pub const DEFAULT_PG_WRITERS: usize = 2;
 
 impl Default for WriterOptions {
     fn default() -> Self {
@@ -96,6 +114,7 @@ impl WriterOptions {
             queue_capacity: config.queue_capacity.max(1),
             max_batch_rows: config.max_batch_rows.max(1),
             max_wait: Duration::from_millis(config.max_wait_ms),
+            writers: config.writers,
         }
     }
 }
@@ -317,19 +336,27 @@ struct Pending {
     reply: oneshot::Sender<Result<Stored, WriteError>>,
 }
 
-struct Inner {
+/// One writer thread and its queue.
+struct Shard {
     tx: Sender<Msg>,
-    closed: AtomicBool,
-    metrics: Arc<WriterMetrics>,
     /// Disconnected when the thread has ended.
     finished: Receiver<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+struct Inner {
+    shards: Vec<Shard>,
+    /// `true` while jobs are accepted. `submit` holds the read side across
+    /// its check and its send, so once `flush_and_stop` has flipped it no
+    /// job can land behind the stop marker and be left unanswered.
+    open: RwLock<bool>,
+    metrics: Arc<WriterMetrics>,
+}
+
 /// Handle on the group-commit writer. Clone it freely: every clone feeds
-/// the same queue and thread. The thread ends on
+/// the same queues and threads. The threads end on
 /// [`flush_and_stop`](Self::flush_and_stop), or once every handle is
-/// dropped and the queue is drained.
+/// dropped and the queues are drained.
 #[derive(Clone)]
 pub struct IngestWriter {
     inner: Arc<Inner>,
@@ -338,65 +365,91 @@ pub struct IngestWriter {
 impl std::fmt::Debug for IngestWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestWriter")
+            .field("writers", &self.inner.shards.len())
             .field("queue_len", &self.queue_len())
-            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("open", &self.inner.open.read().is_ok_and(|open| *open))
             .finish()
     }
 }
 
 impl IngestWriter {
-    /// Start the writer thread on `db`. It takes one pooled connection and
-    /// keeps it while it runs (prepared statements are reused across
-    /// batches).
+    /// Start the writer threads on `db` (see [`WriterOptions::writers`]).
+    /// Each takes one pooled connection and keeps it while it runs
+    /// (prepared statements are reused across batches): the pool must be
+    /// larger than the number of writers (`Config::validate` checks it).
     pub fn start(db: Db, options: WriterOptions) -> std::io::Result<Self> {
+        let writers = match (db.backend(), options.writers) {
+            (Backend::Sqlite, _) => 1,
+            (Backend::Postgres, 0) => DEFAULT_PG_WRITERS,
+            (Backend::Postgres, n) => n,
+        };
         let options = WriterOptions {
             queue_capacity: options.queue_capacity.max(1),
             max_batch_rows: options.max_batch_rows.max(1),
             max_wait: options.max_wait,
+            writers,
         };
-        let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity);
-        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
+        // The capacity is shared out: the bound on memory stays the same.
+        let per_shard = options.queue_capacity.div_ceil(writers);
         let metrics = Arc::new(WriterMetrics::default());
-        let thread_metrics = Arc::clone(&metrics);
-        let thread = std::thread::Builder::new()
-            .name("ingest-writer".into())
-            .spawn(move || {
-                let _finished = finished_tx;
-                Worker {
-                    db,
-                    conn: None,
-                    rx,
-                    options,
-                    metrics: thread_metrics,
-                }
-                .run();
-            })?;
+        let mut shards = Vec::with_capacity(writers);
+        for index in 0..writers {
+            let (tx, rx) = crossbeam_channel::bounded(per_shard);
+            let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
+            let worker = Worker {
+                db: db.clone(),
+                conn: None,
+                rx,
+                options,
+                metrics: Arc::clone(&metrics),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("ingest-writer-{index}"))
+                .spawn(move || {
+                    let _finished = finished_tx;
+                    worker.run();
+                })?;
+            shards.push(Shard {
+                tx,
+                finished,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
         tracing::info!(
-            queue_capacity = options.queue_capacity,
+            writers,
+            queue_capacity = per_shard * writers,
             max_batch_rows = options.max_batch_rows,
             max_wait_ms = options.max_wait.as_millis() as u64,
             "ingest writer started"
         );
         Ok(Self {
             inner: Arc::new(Inner {
-                tx,
-                closed: AtomicBool::new(false),
+                shards,
+                open: RwLock::new(true),
                 metrics,
-                finished,
-                thread: Mutex::new(Some(thread)),
             }),
         })
+    }
+
+    /// The shard of a vehicle: always the same, so one vehicle's jobs are
+    /// committed in the order they were submitted.
+    fn shard(&self, vehicle_id: i64) -> Option<&Shard> {
+        let n = self.inner.shards.len() as i64;
+        let index = usize::try_from(vehicle_id.rem_euclid(n.max(1))).unwrap_or(0);
+        self.inner.shards.get(index)
     }
 
     /// Queue `job` without blocking. The receiver completes after the
     /// job's transaction commits (or fails). A full queue is
     /// [`SubmitError::Busy`], at once.
     pub fn submit(&self, job: Job) -> Result<Ack, SubmitError> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        let open = self.inner.open.read().map_err(|_| SubmitError::Closed)?;
+        if !*open {
             return Err(SubmitError::Closed);
         }
+        let shard = self.shard(job.vehicle_id()).ok_or(SubmitError::Closed)?;
         let (reply, ack) = oneshot::channel();
-        match self.inner.tx.try_send(Msg::Job(Pending { job, reply })) {
+        match shard.tx.try_send(Msg::Job(Pending { job, reply })) {
             Ok(()) => {
                 self.inner
                     .metrics
@@ -426,14 +479,23 @@ impl IngestWriter {
         }
     }
 
-    /// Jobs waiting in the queue now.
+    /// Jobs waiting in the queues now.
     pub fn queue_len(&self) -> usize {
-        self.inner.tx.len()
+        self.inner.shards.iter().map(|s| s.tx.len()).sum()
     }
 
-    /// The queue's capacity, in jobs.
+    /// The queues' capacity, in jobs (all writer threads together).
     pub fn queue_capacity(&self) -> usize {
-        self.inner.tx.capacity().unwrap_or(0)
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.tx.capacity().unwrap_or(0))
+            .sum()
+    }
+
+    /// How many writer threads (and database connections) run.
+    pub fn writers(&self) -> usize {
+        self.inner.shards.len()
     }
 
     /// The writer's counters.
@@ -442,37 +504,43 @@ impl IngestWriter {
     }
 
     /// Graceful shutdown: refuse new jobs ([`SubmitError::Closed`]), write
-    /// and commit everything already queued, and end the thread, waiting up
-    /// to `timeout`. Blocking: from async code call it in
+    /// and commit everything already queued, and end the threads, waiting
+    /// up to `timeout`. Blocking: from async code call it in
     /// `spawn_blocking`. Calling it again returns at once.
     pub fn flush_and_stop(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        self.inner.closed.store(true, Ordering::Release);
+        // Waits for submits in progress, then refuses new ones.
+        if let Ok(mut open) = self.inner.open.write() {
+            *open = false;
+        }
         let queued = self.queue_len();
-        // The queue may be full: wait for room for the stop marker. An
-        // error means the thread is gone already.
-        let _ = self.inner.tx.send_deadline(Msg::Stop, deadline);
-        match self.inner.finished.recv_deadline(deadline) {
-            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
-                let thread = self
-                    .inner
-                    .thread
-                    .lock()
-                    .map_or(None, |mut slot| slot.take());
-                if let Some(thread) = thread
-                    && thread.join().is_err()
-                {
-                    tracing::error!("the ingest writer thread panicked");
+        for shard in &self.inner.shards {
+            // The queue may be full: wait for room for the stop marker. An
+            // error means the thread is gone already.
+            let _ = shard.tx.send_deadline(Msg::Stop, deadline);
+        }
+        let mut drained = true;
+        for shard in &self.inner.shards {
+            match shard.finished.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) | Ok(()) => {
+                    let thread = shard.thread.lock().map_or(None, |mut slot| slot.take());
+                    if let Some(thread) = thread
+                        && thread.join().is_err()
+                    {
+                        tracing::error!("an ingest writer thread panicked");
+                    }
                 }
-                tracing::info!(queued, "ingest writer flushed and stopped");
+                Err(RecvTimeoutError::Timeout) => drained = false,
             }
-            Err(RecvTimeoutError::Timeout) => {
-                tracing::warn!(
-                    still_queued = self.queue_len(),
-                    timeout_ms = timeout.as_millis() as u64,
-                    "ingest writer did not drain in time; jobs still queued are not acknowledged"
-                );
-            }
+        }
+        if drained {
+            tracing::info!(queued, "ingest writer flushed and stopped");
+        } else {
+            tracing::warn!(
+                still_queued = self.queue_len(),
+                timeout_ms = timeout.as_millis() as u64,
+                "ingest writer did not drain in time; jobs still queued are not acknowledged"
+            );
         }
     }
 }
@@ -518,7 +586,18 @@ impl Worker {
                 rows += absorb(msg, &mut batch, &mut stopping);
             }
             if !batch.is_empty() {
-                self.commit(std::mem::take(&mut batch));
+                let batch = std::mem::take(&mut batch);
+                // A bug must not end the writer for the whole node: the
+                // jobs of a batch that panicked get no answer (their
+                // submitters see `Closed`), the connection is dropped, and
+                // the thread goes on.
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.commit(batch);
+                }));
+                if done.is_err() {
+                    tracing::error!("ingest batch panicked; its jobs are not acknowledged");
+                    self.conn = None;
+                }
             }
         }
         tracing::debug!("ingest writer thread ends");
