@@ -164,9 +164,11 @@ fn sigterm_lets_in_flight_requests_finish() {
     // Registrations hash passwords (tens of ms each on purpose): start a
     // batch, then ask the node to stop while they run.
     let addr = format!("127.0.0.1:{port}");
+    let sent = std::sync::Arc::new(std::sync::Barrier::new(13));
     let requests: Vec<_> = (0..12)
         .map(|i| {
             let addr = addr.clone();
+            let sent = sent.clone();
             std::thread::spawn(move || {
                 use std::io::Read as _;
                 let body = format!(r#"{{"email":"u{i}@example.com","password":"correct horse battery"}}"#);
@@ -178,13 +180,18 @@ fn sigterm_lets_in_flight_requests_finish() {
                     body.len()
                 )
                 .unwrap();
+                sent.wait();
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
                 buf
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(40));
+    // Every request is written; give the node a moment to accept the
+    // connections (a connection still in the listen backlog is not in
+    // flight), then stop it while the hashes run.
+    sent.wait();
+    std::thread::sleep(Duration::from_millis(100));
     sigterm(&child);
     let answers: Vec<String> = requests.into_iter().map(|t| t.join().unwrap()).collect();
     let status = wait_exit(&mut child, Duration::from_secs(20));
