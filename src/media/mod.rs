@@ -33,7 +33,12 @@
 //!   ([`AvcConfig`], [`HevcConfig`], [`AacConfig`]).
 //! - [`h264`]: the SPS parser (picture size, frame rate) and AVCC/Annex B
 //!   conversion.
+//! - [`amf0`]: AMF0 values, encoder and decoder (for `onMetaData`).
+//! - [`flv`]: FLV file header and tags (muxer), tag bodies from RTMP or an
+//!   FLV file (demuxer), a file reader.
 
+pub mod amf0;
+pub mod flv;
 pub mod frame;
 pub mod h264;
 
