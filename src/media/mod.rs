@@ -36,15 +36,18 @@
 //! - [`amf0`]: AMF0 values, encoder and decoder (for `onMetaData`).
 //! - [`flv`]: FLV file header and tags (muxer), tag bodies from RTMP or an
 //!   FLV file (demuxer), a file reader.
+//! - [`ts`]: the MPEG-TS muxer (H.264 + AAC).
 
 pub mod amf0;
 pub mod flv;
 pub mod frame;
 pub mod h264;
+pub mod ts;
 
 pub use frame::{
     AacConfig, AudioCodec, AvcConfig, FrameKind, HevcConfig, MediaFrame, VideoCodec, VideoConfig,
 };
+pub use ts::TsMuxer;
 
 /// Why a media payload could not be read or written.
 ///
