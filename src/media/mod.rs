@@ -37,16 +37,19 @@
 //! - [`flv`]: FLV file header and tags (muxer), tag bodies from RTMP or an
 //!   FLV file (demuxer), a file reader.
 //! - [`ts`]: the MPEG-TS muxer (H.264 + AAC).
+//! - [`hls`]: the HLS segmenter: segments in memory, sliding media playlist.
 
 pub mod amf0;
 pub mod flv;
 pub mod frame;
 pub mod h264;
+pub mod hls;
 pub mod ts;
 
 pub use frame::{
     AacConfig, AudioCodec, AvcConfig, FrameKind, HevcConfig, MediaFrame, VideoCodec, VideoConfig,
 };
+pub use hls::{HlsConfig, HlsSegmenter, Segment};
 pub use ts::TsMuxer;
 
 /// Why a media payload could not be read or written.
