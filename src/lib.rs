@@ -16,6 +16,8 @@
 //! - [`actors`]: the realtime hub: device and app sessions, rooms,
 //!   presence, commands.
 //! - [`socketio`]: the Socket.IO v4 server (Engine.IO 4, Socket.IO 5).
+//! - [`media`]: live video's pure core: the media model, FLV, MPEG-TS and
+//!   HLS muxers, the FLV/RTMP tag parser (no I/O; transports build on it).
 //! - [`auth`]: passwords (argon2id), access tokens (JWT HS256), rotating
 //!   refresh tokens with reuse detection, device tokens, rate limits.
 //! - [`http`]: the HTTP server (hyper + axum on actix-rt workers), the REST
@@ -35,6 +37,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod simulate;
