@@ -48,7 +48,7 @@ struct GlobalArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: HTTP API (REST, health, metrics) on `http.listen`.
+    /// Run a node: REST, Socket.IO (`/device`, `/app`), health and metrics on `http.listen`.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
