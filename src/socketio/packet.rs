@@ -777,7 +777,8 @@ mod tests {
         assert!(matches!(decode(r#"2["a"]x"#), Err(BadJson(_))));
         assert!(matches!(decode(r#"2["a"],["b"]"#), Err(BadJson(_))));
         assert!(matches!(decode("2[\"\\ud800\"]"), Err(BadJson(_))));
-        assert!(matches!(decode("2-1"), Err(BadJson(_))));
+        // "-1" is valid JSON (a number), not an array: a shape error.
+        assert!(matches!(decode("2-1"), Err(BadPayload(_))));
         assert!(matches!(
             decode(&format!("2{}", "[".repeat(100_000))),
             Err(BadJson(_))
@@ -824,7 +825,7 @@ mod tests {
         bad(r#"52-["a",{"_placeholder":true,"num":1},{"_placeholder":true,"num":1}]"#);
         bad(r#"51-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]"#);
         bad(r#"50-["a",{"_placeholder":true,"num":0}]"#);
-        bad(r#"611-[{"_placeholder":true,"num":18446744073709551615}]"#);
+        bad(r#"61-1[{"_placeholder":true,"num":18446744073709551615}]"#);
         // Nested placeholders count; other "_placeholder" values are data.
         assert!(
             decode(
