@@ -141,6 +141,30 @@ fn service(
 > + Clone {
     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        started(app.clone().oneshot(req.map(axum::body::Body::new)))
     })
+}
+
+/// A request's handler, already polled once. hyper creates the handler's
+/// future when it has read a request, but polls it only after trying to
+/// read on; when the client hangs up right after its request (an abandoned
+/// long-poll GET), hyper sees the end of the connection first and drops a
+/// handler that never ran. Polled here, the handler has seen its request
+/// and can act on being dropped (the Engine.IO session learns that its GET
+/// was abandoned). The first poll's waker is a no-op; hyper's own polls
+/// (right after, and on every wake-up) register the real one.
+fn started<F>(fut: F) -> impl Future<Output = F::Output> + Send
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = fut.as_mut().poll(&mut cx);
+    async move {
+        match first {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => fut.await,
+        }
+    }
 }

@@ -10,8 +10,10 @@
 //! - [`frame`]: packets encoded once and shared by every recipient.
 //! - [`transport`]: the HTTP entry (handshake, polling, WebSocket upgrade).
 //! - [`server`]: configuration, namespaces and socket handles.
+//! - [`echo`]: the echo server the protocol test suites run against.
 
 pub mod conn;
+pub mod echo;
 pub mod engine_packet;
 pub mod frame;
 pub mod packet;
@@ -21,6 +23,6 @@ pub mod transport;
 
 pub use frame::{Frame, FrameClass};
 pub use server::{
-    AckError, ConnectResult, DisconnectReason, EngineConfig, IncomingEvent, Namespace, Socket,
-    SocketHandler, SocketIo,
+    AckError, Acked, ConnectResult, DisconnectReason, EngineConfig, IncomingEvent, Namespace,
+    Socket, SocketHandler, SocketIo,
 };

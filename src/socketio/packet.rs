@@ -777,6 +777,7 @@ mod tests {
         assert!(matches!(decode(r#"2["a"]x"#), Err(BadJson(_))));
         assert!(matches!(decode(r#"2["a"],["b"]"#), Err(BadJson(_))));
         assert!(matches!(decode("2[\"\\ud800\"]"), Err(BadJson(_))));
+        // "-1" is valid JSON (a number), not an array: a shape error.
         assert!(matches!(decode("2-1"), Err(BadPayload(_))));
         assert!(matches!(
             decode(&format!("2{}", "[".repeat(100_000))),

@@ -22,6 +22,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::frame::{Frame, FrameClass};
 use super::server::EngineConfig;
@@ -44,6 +46,8 @@ pub(crate) struct OutQueue {
     over_soft_since: Option<Instant>,
     /// No more frames: the writer sends a close frame and ends.
     pub closed: bool,
+    /// The close frame's code, if not a plain close.
+    pub close_code: Option<CloseCode>,
 }
 
 impl OutQueue {
@@ -104,8 +108,13 @@ impl SharedQueue {
         pushed
     }
 
-    pub fn close(&self) {
-        self.queue.borrow_mut().closed = true;
+    /// No more frames; on WebSocket, close with `code` (none: no code).
+    pub fn close(&self, code: Option<CloseCode>) {
+        {
+            let mut q = self.queue.borrow_mut();
+            q.closed = true;
+            q.close_code = code;
+        }
         self.notify.notify_one();
     }
 }
@@ -114,13 +123,17 @@ impl SharedQueue {
 /// socket fails. Returns when done; the read side notices the close.
 pub(crate) async fn ws_writer(mut sink: SplitSink<Ws, Message>, shared: SharedQueue) {
     loop {
-        let (batch, closed) = {
+        let (batch, closed, code) = {
             let mut q = shared.queue.borrow_mut();
-            (q.take(), q.closed)
+            (q.take(), q.closed, q.close_code)
         };
         if batch.is_empty() {
             if closed {
-                let _ = sink.send(Message::Close(None)).await;
+                let frame = code.map(|code| CloseFrame {
+                    code,
+                    reason: Default::default(),
+                });
+                let _ = sink.send(Message::Close(frame)).await;
                 let _ = sink.close().await;
                 return;
             }

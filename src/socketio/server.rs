@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +71,15 @@ pub struct IncomingEvent {
     pub attachments: Vec<Bytes>,
     /// Present when the client asked for an acknowledgement.
     pub ack: Option<u64>,
+}
+
+/// A client's acknowledgement of an event the server emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acked {
+    /// The ack's arguments (placeholders for binary parts).
+    pub args: Vec<Value>,
+    /// Binary attachments, in placeholder order.
+    pub attachments: Vec<Bytes>,
 }
 
 /// Why a socket left.
@@ -207,23 +216,39 @@ impl Socket {
         self.send_frame(Frame::event_args(&self.nsp, event, args, attachments));
     }
 
-    /// Emit `event` and wait for the client's acknowledgement.
+    /// Emit `event` with one JSON argument and wait for the client's
+    /// acknowledgement (its arguments).
     pub async fn emit_with_ack(
         &self,
         event: &str,
         arg: Value,
         timeout: Duration,
     ) -> Result<Vec<Value>, AckError> {
+        self.emit_with_ack_args(event, vec![arg], Vec::new(), timeout)
+            .await
+            .map(|acked| acked.args)
+    }
+
+    /// Emit `event` with several arguments and binary attachments, and
+    /// wait for the client's acknowledgement.
+    pub async fn emit_with_ack_args(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Bytes>,
+        timeout: Duration,
+    ) -> Result<Acked, AckError> {
         let (tx, rx) = oneshot::channel();
         // If the connection is gone, `tx` is dropped and `rx` fails.
         self.conn.do_send(Control::EmitWithAck {
             nsp: self.nsp.clone(),
             event: event.to_string(),
-            arg,
+            args,
+            attachments,
             reply: tx,
         });
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(values)) => Ok(values),
+            Ok(Ok(acked)) => Ok(acked),
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => Err(AckError::Timeout),
         }
@@ -341,28 +366,38 @@ impl SocketIoBuilder {
 
 const SHARDS: usize = 16;
 
+/// An open Engine.IO connection, as the HTTP side finds it by sid.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub addr: Addr<Conn>,
+    /// Set when the client closed the session (a close packet): a request
+    /// that was on its way to the connection as it closed is then answered
+    /// as if it had arrived just before (a polling GET gets a noop).
+    pub client_closed: Arc<AtomicBool>,
+}
+
 /// Every open Engine.IO connection by sid (sharded, so polling requests
 /// on different workers rarely meet on a lock).
 #[derive(Default)]
 pub(crate) struct Sessions {
-    shards: [Mutex<HashMap<Arc<str>, Addr<Conn>>>; SHARDS],
+    shards: [Mutex<HashMap<Arc<str>, Session>>; SHARDS],
 }
 
 impl Sessions {
-    fn shard(&self, sid: &str) -> &Mutex<HashMap<Arc<str>, Addr<Conn>>> {
+    fn shard(&self, sid: &str) -> &Mutex<HashMap<Arc<str>, Session>> {
         let h = sid
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.shards[h % SHARDS]
     }
 
-    pub fn insert(&self, sid: Arc<str>, addr: Addr<Conn>) {
+    pub fn insert(&self, sid: Arc<str>, session: Session) {
         if let Ok(mut m) = self.shard(&sid).lock() {
-            m.insert(sid, addr);
+            m.insert(sid, session);
         }
     }
 
-    pub fn get(&self, sid: &str) -> Option<Addr<Conn>> {
+    pub fn get(&self, sid: &str) -> Option<Session> {
         self.shard(sid).lock().ok()?.get(sid).cloned()
     }
 
@@ -378,7 +413,7 @@ impl Sessions {
             .filter_map(|s| {
                 s.lock()
                     .ok()
-                    .map(|m| m.values().cloned().collect::<Vec<_>>())
+                    .map(|m| m.values().map(|s| s.addr.clone()).collect::<Vec<_>>())
             })
             .flatten()
             .collect()

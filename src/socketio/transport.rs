@@ -7,6 +7,7 @@
 //! `error` object beside it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,9 +20,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::conn::{Conn, Poll, PollError, Posted, Upgrade, new_sid, open_packet};
+use super::conn::{
+    CanUpgrade, Conn, Control, Poll, PollAborted, PollError, Posted, Upgrade, new_sid, open_packet,
+};
 use super::engine_packet::decode_payload;
-use super::server::SocketIo;
+use super::server::{DisconnectReason, SocketIo};
 use crate::http::extract::PeerAddr;
 
 /// Most packets one POST may carry.
@@ -136,7 +139,7 @@ pub async fn handle(State(server): State<SocketIo>, req: Request) -> Response {
             if !is_websocket_upgrade(&req) {
                 return EngineError::BadRequest.response();
             }
-            websocket(server, req, sid, peer)
+            websocket(server, req, sid, peer).await
         }
         Some("polling") => match (req.method().clone(), sid) {
             (Method::GET, None) => handshake(server, peer),
@@ -151,68 +154,110 @@ pub async fn handle(State(server): State<SocketIo>, req: Request) -> Response {
 
 fn handshake(server: SocketIo, peer: Option<SocketAddr>) -> Response {
     let sid = new_sid();
-    let open = open_packet(&server, &sid);
+    let open = open_packet(&server, &sid, &["websocket"]);
     Conn::start(server, sid, peer, None);
     text_response(open)
 }
 
+/// Tells the connection when a pending GET is dropped before its answer
+/// (the client went away): the session is then closed.
+struct PollGuard(Option<actix::Addr<Conn>>);
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.do_send(PollAborted);
+        }
+    }
+}
+
 async fn poll(server: SocketIo, sid: &str) -> Response {
-    let Some(conn) = server.inner.sessions.get(sid) else {
+    let Some(session) = server.inner.sessions.get(sid) else {
         return EngineError::UnknownSid.response();
     };
+    let conn = &session.addr;
+    // Declared before `rx`, so dropped after it: when the connection hears
+    // of the abort, the waiter's receiver is already gone.
+    let mut guard = PollGuard(Some(conn.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel();
     conn.do_send(Poll(tx));
-    match rx.await {
+    let answer = rx.await;
+    guard.0 = None;
+    match answer {
         Ok(Ok(body)) => text_response(body),
         Ok(Err(PollError::Concurrent | PollError::WrongTransport)) => {
             EngineError::BadRequest.response()
         }
-        // The connection went away while the GET waited.
-        Err(_) => text_response(Bytes::from_static(b"1")),
+        Ok(Err(PollError::Closed)) => EngineError::UnknownSid.response(),
+        // The connection closed while this GET was on its way to it. If a
+        // close packet posted at the same time did it, the GET ends as if
+        // it had been pending (a noop); otherwise the session is unknown.
+        Err(_) if session.client_closed.load(Ordering::Relaxed) => {
+            text_response(Bytes::from_static(b"6"))
+        }
+        Err(_) => EngineError::UnknownSid.response(),
     }
 }
 
+/// Close a session from a request handler, and wait until it is closed
+/// (so the client's next request finds it gone).
+async fn close_session(conn: &actix::Addr<Conn>, reason: DisconnectReason) {
+    let _ = conn.send(Control::Close(reason)).await;
+}
+
+fn payload_too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":3,"message":"Bad request","error":{"code":"payload_too_large","message":"the payload is larger than maxPayload"}}"#,
+    )
+        .into_response()
+}
+
 async fn post(server: SocketIo, sid: &str, req: Request) -> Response {
-    let Some(conn) = server.inner.sessions.get(sid) else {
+    let Some(session) = server.inner.sessions.get(sid) else {
         return EngineError::UnknownSid.response();
     };
+    let conn = &session.addr;
     let max = server.inner.config.max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        // Over maxPayload: refused unread, and the session is closed.
+        close_session(conn, DisconnectReason::ProtocolError).await;
+        return payload_too_large();
+    }
     let body = match http_body_util::Limited::new(req.into_body(), max)
         .collect()
         .await
     {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+        Err(e) => {
             // Over maxPayload (or a broken body): the session is closed.
-            conn.do_send(super::conn::Control::Close(
-                super::server::DisconnectReason::ProtocolError,
-            ));
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"code":3,"message":"Bad request","error":{"code":"payload_too_large","message":"the payload is larger than maxPayload"}}"#,
-            )
-                .into_response();
+            tracing::debug!(%sid, error = %e, "polling payload refused");
+            close_session(conn, DisconnectReason::ProtocolError).await;
+            return payload_too_large();
         }
     };
     let packets = match decode_payload(body, max, MAX_PACKETS_PER_POST) {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(%sid, error = %e, "invalid polling payload");
-            conn.do_send(super::conn::Control::Close(
-                super::server::DisconnectReason::ProtocolError,
-            ));
+            close_session(conn, DisconnectReason::ProtocolError).await;
             return EngineError::BadRequest.response();
         }
     };
     match conn.send(Posted(packets)).await {
         Ok(Ok(())) => ([(header::CONTENT_TYPE, "text/html")], "ok").into_response(),
+        Ok(Err(PollError::Closed)) | Err(_) => EngineError::UnknownSid.response(),
         Ok(Err(_)) => EngineError::BadRequest.response(),
-        Err(_) => EngineError::UnknownSid.response(),
     }
 }
 
-fn websocket(
+async fn websocket(
     server: SocketIo,
     mut req: Request,
     sid: Option<String>,
@@ -220,11 +265,20 @@ fn websocket(
 ) -> Response {
     let existing = match &sid {
         Some(sid) => match server.inner.sessions.get(sid) {
-            Some(conn) => Some(conn),
+            Some(session) => Some(session.addr),
             None => return EngineError::UnknownSid.response(),
         },
         None => None,
     };
+    // A session already upgraded or upgrading gets its WebSocket closed
+    // right after the handshake, as the reference server does.
+    let mut refuse = false;
+    if let Some(conn) = &existing {
+        match conn.send(CanUpgrade).await {
+            Ok(allowed) => refuse = !allowed,
+            Err(_) => return EngineError::UnknownSid.response(),
+        }
+    }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return EngineError::BadRequest.response();
     };
@@ -246,6 +300,10 @@ fn websocket(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         match existing {
+            Some(_) if refuse => {
+                let mut ws = ws;
+                let _ = ws.close(None).await;
+            }
             Some(conn) => conn.do_send(Upgrade(ws)),
             None => {
                 Conn::start(server, new_sid(), peer, Some(ws));
