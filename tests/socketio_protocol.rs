@@ -263,7 +263,7 @@ async fn a_second_concurrent_get_closes_the_session() {
         let p = p.clone();
         tokio::spawn(async move { p.get().await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = p.get().await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(first.await.unwrap(), (StatusCode::OK, "1".to_string()));
@@ -281,7 +281,7 @@ async fn an_abandoned_get_closes_the_session() {
     let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
     write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     drop(tcp);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(p.get().await.0, StatusCode::BAD_REQUEST);
 }
 
@@ -295,7 +295,7 @@ async fn client_close_ends_the_pending_get_with_a_noop() {
         let p = p.clone();
         tokio::spawn(async move { p.get().await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     p.post_ok(&["1"]).await;
     assert_eq!(pending.await.unwrap(), (StatusCode::OK, "6".to_string()));
     assert_eq!(p.get().await.0, StatusCode::BAD_REQUEST);

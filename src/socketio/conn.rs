@@ -19,10 +19,16 @@
 //! - Close: a client close packet (`1`) answers a pending GET with a noop
 //!   (`6`); a close decided by the server answers it with `1`.
 //! - Upgrade: a WebSocket with the session's sid is a probe. `2probe` is
-//!   answered `3probe` on it and from then on every GET is answered at once
+//!   answered `3probe` on it and from then on a GET is answered shortly
 //!   (queued packets, or `6`) so the client can pause polling; `5` makes the
-//!   probe the transport and moves queued packets onto it. Anything else on
-//!   the probe, or its loss, drops the probe and the session goes on polling.
+//!   probe the transport and moves queued packets onto it (a GET still
+//!   pending then is refused). Anything else on the probe, or its loss,
+//!   drops the probe and the session goes on polling. A WebSocket for a
+//!   session already upgraded or probing is closed after its handshake.
+//! - Socket.IO: a CONNECT without payload gives the namespace an empty auth
+//!   object; a malformed packet, a binary part nobody announced, or a text
+//!   packet while attachments are due closes the connection. Packets for a
+//!   namespace the client is not connected to are ignored.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
