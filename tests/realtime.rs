@@ -547,13 +547,13 @@ async fn a_slow_phone_is_coalesced_then_dropped_without_slowing_others() {
     let mut slow = f.app().await;
     slow.emit_ack("watch", json!({"vehicle": f.vehicle})).await;
     let mut device = f.device().await;
-    // The slow phone stops reading; the device sends 400 batches of 300
-    // points (~12 MB of fan-out), more than socket buffers absorb.
-    let start = now_ms() - 140_000_000;
+    // The slow phone stops reading; the device sends 400 batches of 600
+    // points (~25 MB of fan-out), far more than loopback socket buffers absorb.
+    let start = now_ms() - 250_000_000;
     let mut fast_got = 0;
     for i in 0..400 {
         let ack = device
-            .emit_ack("loc", points(300, start + i * 300_000))
+            .emit_ack("loc", points(600, start + i * 600_000))
             .await;
         assert_eq!(ack["ok"], true);
         while fast.event("loc", Duration::ZERO).await.is_some() {

@@ -185,15 +185,7 @@ impl AppSession {
                                 .await
                             && let Some(l) = stored.remove(&vehicle)
                         {
-                            let point = crate::ingest::validate::Point {
-                                t: l.t,
-                                lat: l.lat,
-                                lon: l.lon,
-                                spd: l.speed,
-                                hdg: l.heading,
-                                alt: l.altitude,
-                            };
-                            hub.presence.set_location_if_newer(vehicle, point);
+                            hub.presence.set_location_if_newer(vehicle, (&l).into());
                         }
                         Ok(room)
                     }

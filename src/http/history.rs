@@ -29,6 +29,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine as _;
 use serde::Serialize;
+
+use crate::ingest::validate::Point;
 use serde_json::Value;
 
 use crate::db::models::{Event, Location};
@@ -190,9 +192,9 @@ fn not_found() -> ApiError {
     ApiError::not_found("no such vehicle")
 }
 
-/// A stored point with the contract's names.
+/// A point with the contract's names, absent values as `null`.
 #[derive(Serialize)]
-struct PointOut {
+pub struct PointOut {
     t: i64,
     lat: f64,
     lon: f64,
@@ -201,16 +203,22 @@ struct PointOut {
     alt: Option<f64>,
 }
 
+impl From<Point> for PointOut {
+    fn from(p: Point) -> Self {
+        Self {
+            t: p.t,
+            lat: p.lat,
+            lon: p.lon,
+            spd: p.spd,
+            hdg: p.hdg,
+            alt: p.alt,
+        }
+    }
+}
+
 impl From<Location> for PointOut {
     fn from(l: Location) -> Self {
-        Self {
-            t: l.t,
-            lat: l.lat,
-            lon: l.lon,
-            spd: l.speed,
-            hdg: l.heading,
-            alt: l.altitude,
-        }
+        Point::from(&l).into()
     }
 }
 

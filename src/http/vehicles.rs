@@ -19,6 +19,8 @@ use crate::db::queries::vehicles;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id, Json};
+use crate::http::history::PointOut;
+use crate::ingest::validate::Point;
 use crate::util::{random_token, sha256_hex};
 
 pub fn routes() -> Router<AppState> {
@@ -77,28 +79,16 @@ pub fn check_vehicle_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-/// A stored location as the contract's point (`t`, `lat`, `lon`, `spd`,
-/// `hdg`, `alt`).
-pub fn point_json(l: &Location) -> Value {
-    json!({
-        "t": l.t,
-        "lat": l.lat,
-        "lon": l.lon,
-        "spd": l.speed,
-        "hdg": l.heading,
-        "alt": l.altitude,
-    })
-}
-
 /// A vehicle as the API shows it: `online` and `last_location` come from
 /// the hub's memory, falling back to the newest stored point.
 fn vehicle_json(state: &AppState, v: &Vehicle, stored_last: Option<&Location>) -> Value {
-    let last = match state.hub.presence.latest_location(v.id) {
-        Some(p) => {
-            json!({"t": p.t, "lat": p.lat, "lon": p.lon, "spd": p.spd, "hdg": p.hdg, "alt": p.alt})
-        }
-        None => stored_last.map(point_json).unwrap_or(Value::Null),
-    };
+    let last = state
+        .hub
+        .presence
+        .latest_location(v.id)
+        .or_else(|| stored_last.map(Point::from))
+        .map(|p| serde_json::to_value(PointOut::from(p)).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
     json!({
         "id": v.id,
         "name": v.name,

@@ -146,6 +146,19 @@ pub struct Report {
     pub data: String,
 }
 
+impl From<&crate::db::models::Location> for Point {
+    fn from(l: &crate::db::models::Location) -> Self {
+        Self {
+            t: l.t,
+            lat: l.lat,
+            lon: l.lon,
+            spd: l.speed,
+            hdg: l.heading,
+            alt: l.altitude,
+        }
+    }
+}
+
 /// Validate a `loc` payload.
 pub fn parse_loc(payload: &Value) -> Result<Vec<Point>, ValidationError> {
     parse_loc_at(payload, now_ms())
