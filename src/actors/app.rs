@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::device::SendCommand;
-use super::room::{self, Leave, Room, RoomKey};
+use super::room::{self, Room, RoomKey};
 use super::{Hub, session_limiter};
 use crate::db::queries::vehicles;
 use crate::socketio::{
@@ -205,9 +205,7 @@ impl AppSession {
                     return self.ack_error(ack, "invalid_payload");
                 };
                 if let Some(room) = self.watching.remove(&vehicle) {
-                    room.do_send(Leave {
-                        member: self.socket.conn_id(),
-                    });
+                    room::leave(&room, RoomKey::Vehicle(vehicle), self.socket.conn_id());
                 }
                 self.ack(ack, &json!({"ok": true}));
             }
@@ -285,10 +283,10 @@ impl Actor for AppSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let member = self.socket.conn_id();
-        for (_, room) in self.watching.drain() {
-            room.do_send(Leave { member });
+        for (vehicle, room) in self.watching.drain() {
+            room::leave(&room, RoomKey::Vehicle(vehicle), member);
         }
-        self.user_room.do_send(Leave { member });
+        room::leave(&self.user_room, RoomKey::User(self.user_id), member);
         self.hub.release_app_session(self.user_id);
     }
 }

@@ -3,6 +3,12 @@
 //! is an actor holding its members' connections; a published frame is
 //! encoded once by the publisher and the same bytes go to every member.
 //!
+//! Delivery is per worker thread: a room knows, for each worker thread
+//! that holds members, that worker's [`WorkerFanout`] actor, and sends it
+//! one message per published frame; the fan-out actor hands the frame to
+//! its local connections on the same thread. A frame so costs one
+//! cross-thread message per worker, not one per recipient.
+//!
 //! The [`RoomSupervisor`] creates rooms on demand and forgets them when
 //! they stop: a room stops as soon as it has neither members nor
 //! publishers (a connected device keeps its vehicle's room alive).
@@ -31,12 +37,13 @@ impl fmt::Display for RoomKey {
     }
 }
 
-/// Add a member (an `/app` connection); false if the room is stopping.
+/// Add a member (an `/app` connection) held by `worker`'s fan-out actor;
+/// false if the room is stopping. Use [`join`].
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct Join {
     pub member: u64,
-    pub conn: Addr<Conn>,
+    pub worker: Addr<WorkerFanout>,
 }
 
 #[derive(Message)]
@@ -68,7 +75,10 @@ pub struct MemberCount;
 /// One room.
 pub struct Room {
     key: RoomKey,
-    members: HashMap<u64, Addr<Conn>>,
+    /// Member → the worker fan-out holding its connection.
+    members: HashMap<u64, Addr<WorkerFanout>>,
+    /// Worker fan-outs with members here, and how many each holds.
+    workers: Vec<(Addr<WorkerFanout>, usize)>,
     publishers: usize,
     supervisor: Addr<RoomSupervisor>,
     stopping: bool,
@@ -87,6 +97,17 @@ impl Room {
     }
 }
 
+impl Room {
+    fn forget_worker(&mut self, worker: &Addr<WorkerFanout>) {
+        if let Some(i) = self.workers.iter().position(|(w, _)| w == worker) {
+            self.workers[i].1 -= 1;
+            if self.workers[i].1 == 0 {
+                self.workers.swap_remove(i);
+            }
+        }
+    }
+}
+
 impl Actor for Room {
     type Context = Context<Self>;
 
@@ -101,7 +122,13 @@ impl Handler<Join> for Room {
         if self.stopping {
             return false;
         }
-        self.members.insert(msg.member, msg.conn);
+        if let Some(old) = self.members.insert(msg.member, msg.worker.clone()) {
+            self.forget_worker(&old);
+        }
+        match self.workers.iter_mut().find(|(w, _)| *w == msg.worker) {
+            Some((_, n)) => *n += 1,
+            None => self.workers.push((msg.worker, 1)),
+        }
         true
     }
 }
@@ -109,7 +136,9 @@ impl Handler<Join> for Room {
 impl Handler<Leave> for Room {
     type Result = ();
     fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
-        self.members.remove(&msg.member);
+        if let Some(worker) = self.members.remove(&msg.member) {
+            self.forget_worker(&worker);
+        }
         self.stop_if_idle(ctx);
     }
 }
@@ -136,15 +165,12 @@ impl Handler<DetachPublisher> for Room {
 impl Handler<Publish> for Room {
     type Result = ();
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
-        // Members whose connection is gone are dropped on the way.
-        self.members.retain(|_, conn| {
-            if conn.connected() {
-                conn.do_send(Deliver(msg.0.clone()));
-                true
-            } else {
-                false
-            }
-        });
+        for (worker, _) in &self.workers {
+            worker.do_send(LocalPublish {
+                key: self.key,
+                frame: msg.0.clone(),
+            });
+        }
     }
 }
 
@@ -197,6 +223,7 @@ impl Handler<GetRoom> for RoomSupervisor {
         let room = Room {
             key: msg.0,
             members: HashMap::new(),
+            workers: Vec::new(),
             publishers: 0,
             supervisor: ctx.address(),
             stopping: false,
@@ -223,27 +250,39 @@ impl Handler<RoomCount> for RoomSupervisor {
     }
 }
 
-/// Join `key`'s room, retrying if the room stopped in between. Returns the
-/// room joined.
+/// Join `key`'s room with `conn`, retrying if the room stopped in between.
+/// Must run on the connection's worker thread (its actors do). Returns
+/// the room joined.
 pub async fn join(
     supervisor: &Addr<RoomSupervisor>,
     key: RoomKey,
     member: u64,
     conn: Addr<Conn>,
 ) -> Option<Addr<Room>> {
+    let worker = WorkerFanout::local();
+    worker.do_send(LocalJoin { key, member, conn });
     for _ in 0..8 {
-        let room = supervisor.send(GetRoom(key)).await.ok()?;
+        let Ok(room) = supervisor.send(GetRoom(key)).await else {
+            break;
+        };
         if let Ok(true) = room
             .send(Join {
                 member,
-                conn: conn.clone(),
+                worker: worker.clone(),
             })
             .await
         {
             return Some(room);
         }
     }
+    worker.do_send(LocalLeave { key, member });
     None
+}
+
+/// Leave `key`'s room (on the member's worker thread).
+pub fn leave(room: &Addr<Room>, key: RoomKey, member: u64) {
+    room.do_send(Leave { member });
+    WorkerFanout::local().do_send(LocalLeave { key, member });
 }
 
 /// Attach a publisher to `key`'s room, retrying like [`join`].
@@ -258,4 +297,103 @@ pub async fn attach_publisher(
         }
     }
     None
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LocalJoin {
+    key: RoomKey,
+    member: u64,
+    conn: Addr<Conn>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LocalLeave {
+    key: RoomKey,
+    member: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LocalPublish {
+    key: RoomKey,
+    frame: Frame,
+}
+
+/// One per worker thread: the members of every room whose connection
+/// lives on this thread. A published frame reaches it once and goes to
+/// each local connection without crossing threads.
+#[derive(Default)]
+pub struct WorkerFanout {
+    rooms: HashMap<RoomKey, HashMap<u64, Addr<Conn>>>,
+}
+
+thread_local! {
+    static LOCAL_FANOUT: std::cell::RefCell<Option<Addr<WorkerFanout>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl WorkerFanout {
+    /// This thread's fan-out actor (started on first use). Call inside an
+    /// actix arbiter.
+    pub fn local() -> Addr<WorkerFanout> {
+        LOCAL_FANOUT.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match &*cell {
+                Some(addr) if addr.connected() => addr.clone(),
+                _ => {
+                    let addr = WorkerFanout::default().start();
+                    *cell = Some(addr.clone());
+                    addr
+                }
+            }
+        })
+    }
+}
+
+impl Actor for WorkerFanout {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<LocalJoin> for WorkerFanout {
+    type Result = ();
+    fn handle(&mut self, msg: LocalJoin, _ctx: &mut Self::Context) {
+        self.rooms
+            .entry(msg.key)
+            .or_default()
+            .insert(msg.member, msg.conn);
+    }
+}
+
+impl Handler<LocalLeave> for WorkerFanout {
+    type Result = ();
+    fn handle(&mut self, msg: LocalLeave, _ctx: &mut Self::Context) {
+        if let Some(members) = self.rooms.get_mut(&msg.key) {
+            members.remove(&msg.member);
+            if members.is_empty() {
+                self.rooms.remove(&msg.key);
+            }
+        }
+    }
+}
+
+impl Handler<LocalPublish> for WorkerFanout {
+    type Result = ();
+    fn handle(&mut self, msg: LocalPublish, _ctx: &mut Self::Context) {
+        if let Some(members) = self.rooms.get_mut(&msg.key) {
+            // Members whose connection is gone are dropped on the way.
+            members.retain(|_, conn| {
+                if conn.connected() {
+                    conn.do_send(Deliver(msg.frame.clone()));
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
 }
