@@ -185,7 +185,7 @@ impl AppSession {
                                 .await
                             && let Some(l) = stored.remove(&vehicle)
                         {
-                            hub.presence.set_location_if_newer(vehicle, (&l).into());
+                            hub.presence.set_location(vehicle, (&l).into());
                         }
                         Ok(room)
                     }

@@ -258,7 +258,7 @@ impl DeviceSession {
                     return;
                 };
                 if let Some(newest) = newest {
-                    self.hub.presence.set_location(vehicle_id, newest, now_ms());
+                    self.hub.presence.set_location(vehicle_id, newest);
                 }
                 self.hub.stats.fanout_frames.fetch_add(1, Relaxed);
                 self.vehicle_room.do_send(Publish(
@@ -318,13 +318,13 @@ impl DeviceSession {
                     Job::Status {
                         vehicle_id,
                         t: report.t,
-                        data: report.data.clone(),
+                        data: report.data,
                     }
                 } else {
                     Job::Obd {
                         vehicle_id,
                         t: report.t,
-                        data: report.data.clone(),
+                        data: report.data,
                     }
                 };
                 let Some(rx) = self.submit(job, event.ack) else {
@@ -334,16 +334,6 @@ impl DeviceSession {
                 let mut out = arg.clone();
                 if let Value::Object(map) = &mut out {
                     map.insert("vehicle".into(), json!(vehicle_id));
-                }
-                let now = now_ms();
-                if is_status {
-                    self.hub
-                        .presence
-                        .set_status(vehicle_id, report.t, report.data, now);
-                } else {
-                    self.hub
-                        .presence
-                        .set_obd(vehicle_id, report.t, report.data, now);
                 }
                 self.vehicle_room.do_send(Publish(Frame::event(
                     "/app",

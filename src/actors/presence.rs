@@ -1,10 +1,12 @@
-//! Which vehicles have a device session on this node, and the latest
-//! position and status of each vehicle, kept in memory for `watch`
-//! answers and for `online`/`last_location` in `GET /api/v1/vehicles`.
+//! Which vehicles have a device session on this node, and the newest
+//! position of each vehicle, kept in memory for `watch` answers and for
+//! `online`/`last_location` in `GET /api/v1/vehicles`. (The latest status
+//! and OBD report are read from the database by
+//! `GET /api/v1/vehicles/{id}/status`.)
 //!
 //! A sharded map: lookups happen on connect, watch, command and REST
-//! reads, and the latest state is written once per device message, so
-//! the locks are short and rarely shared.
+//! reads, and the position is written once per `loc` batch, so the locks
+//! are short and rarely shared.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,20 +27,11 @@ pub struct DeviceEntry {
     pub since: i64,
 }
 
-/// The newest known state of a vehicle.
-#[derive(Debug, Clone, Default)]
-pub struct Latest {
-    pub location: Option<Point>,
-    /// `(t, JSON object)`
-    pub status: Option<(i64, String)>,
-    pub obd: Option<(i64, String)>,
-    pub last_seen: Option<i64>,
-}
-
 #[derive(Default)]
 struct Shard {
     devices: HashMap<i64, DeviceEntry>,
-    latest: HashMap<i64, Latest>,
+    /// The newest known position of each vehicle.
+    locations: HashMap<i64, Point>,
 }
 
 /// Presence and latest state of every vehicle seen by this node.
@@ -94,57 +87,22 @@ impl Presence {
             .sum()
     }
 
-    pub fn latest(&self, vehicle: i64) -> Latest {
-        self.shard(vehicle)
-            .latest
-            .get(&vehicle)
-            .cloned()
-            .unwrap_or_default()
-    }
-
     pub fn latest_location(&self, vehicle: i64) -> Option<Point> {
-        self.shard(vehicle)
-            .latest
-            .get(&vehicle)
-            .and_then(|l| l.location)
+        self.shard(vehicle).locations.get(&vehicle).copied()
     }
 
-    /// Keep `point` if it is newer than the stored position.
-    pub fn set_location(&self, vehicle: i64, point: Point, now: i64) {
+    /// Keep `point` as the vehicle's position if it is the newest known
+    /// (news from the device, or a stored point loaded after a restart).
+    pub fn set_location(&self, vehicle: i64, point: Point) {
         let mut shard = self.shard(vehicle);
-        let latest = shard.latest.entry(vehicle).or_default();
-        if latest.location.is_none_or(|old| old.t <= point.t) {
-            latest.location = Some(point);
+        let newest = shard.locations.entry(vehicle).or_insert(point);
+        if newest.t <= point.t {
+            *newest = point;
         }
-        latest.last_seen = Some(now);
-    }
-
-    /// Keep `point` if newer, without touching `last_seen` (a stored
-    /// point loaded from the database, not news from the device).
-    pub fn set_location_if_newer(&self, vehicle: i64, point: Point) {
-        let mut shard = self.shard(vehicle);
-        let latest = shard.latest.entry(vehicle).or_default();
-        if latest.location.is_none_or(|old| old.t <= point.t) {
-            latest.location = Some(point);
-        }
-    }
-
-    pub fn set_status(&self, vehicle: i64, t: i64, data: String, now: i64) {
-        let mut shard = self.shard(vehicle);
-        let latest = shard.latest.entry(vehicle).or_default();
-        latest.status = Some((t, data));
-        latest.last_seen = Some(now);
-    }
-
-    pub fn set_obd(&self, vehicle: i64, t: i64, data: String, now: i64) {
-        let mut shard = self.shard(vehicle);
-        let latest = shard.latest.entry(vehicle).or_default();
-        latest.obd = Some((t, data));
-        latest.last_seen = Some(now);
     }
 
     /// Forget a deleted vehicle's state.
     pub fn forget(&self, vehicle: i64) {
-        self.shard(vehicle).latest.remove(&vehicle);
+        self.shard(vehicle).locations.remove(&vehicle);
     }
 }

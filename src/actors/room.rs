@@ -67,11 +67,6 @@ pub struct DetachPublisher;
 #[rtype(result = "()")]
 pub struct Publish(pub Frame);
 
-/// How many members the room has (tests, metrics).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct MemberCount;
-
 /// One room.
 pub struct Room {
     key: RoomKey,
@@ -174,13 +169,6 @@ impl Handler<Publish> for Room {
     }
 }
 
-impl Handler<MemberCount> for Room {
-    type Result = usize;
-    fn handle(&mut self, _: MemberCount, _ctx: &mut Self::Context) -> usize {
-        self.members.len()
-    }
-}
-
 /// Get (or create) the room for a key.
 #[derive(Message)]
 #[rtype(result = "Addr<Room>")]
@@ -192,11 +180,6 @@ struct RoomStopped {
     key: RoomKey,
     room: Addr<Room>,
 }
-
-/// How many rooms exist (tests, metrics).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct RoomCount;
 
 /// Creates rooms on demand, forgets stopped ones.
 #[derive(Default)]
@@ -240,13 +223,6 @@ impl Handler<RoomStopped> for RoomSupervisor {
         if self.rooms.get(&msg.key) == Some(&msg.room) {
             self.rooms.remove(&msg.key);
         }
-    }
-}
-
-impl Handler<RoomCount> for RoomSupervisor {
-    type Result = usize;
-    fn handle(&mut self, _: RoomCount, _ctx: &mut Self::Context) -> usize {
-        self.rooms.len()
     }
 }
 
