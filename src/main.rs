@@ -243,6 +243,15 @@ fn simulate(opts: roadhub::simulate::SimulateOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the simulator's runtime")?;
     let json = opts.json;
+    if opts.video.video {
+        let report = runtime.block_on(roadhub::simulate::video::run(opts))?;
+        if json {
+            println!("{}", report.to_json_line());
+        } else {
+            println!("{report}");
+        }
+        return Ok(());
+    }
     let report = runtime.block_on(roadhub::simulate::run(opts))?;
     if json {
         println!("{}", report.to_json_line());

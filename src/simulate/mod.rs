@@ -39,6 +39,7 @@ pub mod phone;
 pub mod route;
 pub mod setup;
 pub mod stats;
+pub mod video;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

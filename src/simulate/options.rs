@@ -131,6 +131,9 @@ pub struct SimulateOptions {
     /// on the same cores.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub threads: usize,
+
+    #[command(flatten)]
+    pub video: super::video::VideoOptions,
 }
 
 impl Default for SimulateOptions {
@@ -160,6 +163,7 @@ impl Default for SimulateOptions {
             hub_pid: None,
             json: false,
             threads: 1,
+            video: super::video::VideoOptions::default(),
         }
     }
 }
