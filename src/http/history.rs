@@ -5,6 +5,7 @@
 //! | `GET /api/v1/vehicles/{id}/locations?from&to&limit&cursor` | `{"points": [{"t","lat","lon","spd","hdg","alt"}], "next_cursor"}` |
 //! | `GET /api/v1/vehicles/{id}/events?from&to&type&limit&cursor` | `{"events": [{"id","type","t","lat","lon","meta"}], "next_cursor"}` |
 //! | `GET /api/v1/vehicles/{id}/status` | `{"status": {"t","data"} \| null, "obd": {"t","data"} \| null}` |
+//! | `GET /api/v1/vehicles/{id}/traffic?from&to` | `{"traffic": [{"day","date","kind","bytes"}], "live": [{"day","date","seconds"}], "live_quota": {"month_start","used_seconds","limit_seconds"}}` |
 //!
 //! # Parameters
 //!
@@ -35,7 +36,7 @@ use serde_json::Value;
 
 use crate::db::models::{Event, Location};
 use crate::db::queries::telemetry::Window;
-use crate::db::queries::{telemetry, vehicles};
+use crate::db::queries::{telemetry, usage, vehicles};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id};
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/vehicles/{id}/locations", get(locations))
         .route("/vehicles/{id}/events", get(events))
         .route("/vehicles/{id}/status", get(status))
+        .route("/vehicles/{id}/traffic", get(traffic))
 }
 
 /// Rows per page of locations: default and maximum.
@@ -454,4 +456,90 @@ mod tests {
             );
         }
     }
+}
+
+#[derive(Serialize)]
+struct TrafficOut {
+    day: i64,
+    date: String,
+    kind: String,
+    bytes: i64,
+}
+
+#[derive(Serialize)]
+struct LiveOut {
+    day: i64,
+    date: String,
+    seconds: i64,
+}
+
+#[derive(Serialize)]
+struct QuotaOut {
+    /// The UTC first of this month, Unix ms.
+    month_start: i64,
+    used_seconds: i64,
+    /// `null`: the plan has no limit.
+    limit_seconds: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct TrafficPage {
+    traffic: Vec<TrafficOut>,
+    live: Vec<LiveOut>,
+    live_quota: QuotaOut,
+}
+
+/// Data usage of live video per UTC day (`from`/`to` select days: a day
+/// is in when its midnight is in `[day of from, to)`), and this month's
+/// live minutes against the plan. Counts reach the database every few
+/// seconds (`live.usage_flush_secs`).
+async fn traffic(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+    params: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let q = PageQuery::parse(params, (1, 1))?;
+    let month = usage::month_start_ms(crate::util::now_ms());
+    let (traffic, live, used, plan) = state
+        .db
+        .run(move |conn| {
+            if vehicles::find_owned(conn, user.id, id)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some((
+                usage::traffic_between(conn, id, q.window.from, q.window.to)?,
+                usage::live_between(conn, id, q.window.from, q.window.to)?,
+                usage::live_seconds_since(conn, id, month)?,
+                usage::plan_of(conn, id)?,
+            )))
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(TrafficPage {
+        traffic: traffic
+            .into_iter()
+            .map(|t| TrafficOut {
+                date: usage::date_of(t.day),
+                day: t.day,
+                kind: t.kind,
+                bytes: t.bytes,
+            })
+            .collect(),
+        live: live
+            .into_iter()
+            .map(|(day, seconds)| LiveOut {
+                date: usage::date_of(day),
+                day,
+                seconds,
+            })
+            .collect(),
+        live_quota: QuotaOut {
+            month_start: month,
+            used_seconds: used,
+            limit_seconds: plan
+                .map(|p| i64::from(p.live_minutes_per_month) * 60)
+                .filter(|l| *l > 0),
+        },
+    }))
 }

@@ -45,6 +45,7 @@ pub mod frame;
 pub mod h264;
 pub mod hls;
 pub mod ts;
+pub mod usage;
 
 pub use frame::{
     AacConfig, AudioCodec, AvcConfig, FrameKind, HevcConfig, MediaFrame, VideoCodec, VideoConfig,

@@ -7,5 +7,6 @@
 
 pub mod telemetry;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod vehicles;
