@@ -2,6 +2,12 @@
 //!
 //! Claims: `sub` (user id as a string), `iat`, `exp` (seconds), `typ`
 //! (`access`). Verification pins the algorithm to HS256 and requires `exp`.
+//!
+//! The same keys sign short-lived **publish tokens** (`typ` `publish`,
+//! `sub` the stream key `{vehicle_id}-{channel}`): the hub puts one in the
+//! RTMP URL of an on-demand `live.start` command, so the device's own token
+//! (stored only hashed) never has to be known, and the URL is good for one
+//! stream and a few minutes only.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -58,6 +64,29 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
+    /// Issue a publish token for `stream_key`, valid `ttl_secs`.
+    pub fn issue_publish(
+        &self,
+        stream_key: &str,
+        ttl_secs: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = crate::util::now_ms() / 1000;
+        let claims = AccessClaims {
+            sub: stream_key.to_string(),
+            iat: now,
+            exp: now + i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
+            typ: "publish".into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// Verify a publish token; returns the stream key it was issued for.
+    pub fn verify_publish(&self, token: &str) -> Option<String> {
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
+        (data.claims.typ == "publish").then_some(data.claims.sub)
+    }
+
     /// Verify a token; returns the user id it was issued to.
     pub fn verify(&self, token: &str) -> Option<i64> {
         let data =
@@ -85,6 +114,18 @@ mod tests {
         assert_eq!(keys.verify(&tampered), None);
         assert_eq!(keys.verify("garbage"), None);
         assert_eq!(keys.verify(""), None);
+    }
+
+    #[test]
+    fn publish_tokens_are_not_access_tokens() {
+        let keys = JwtKeys::new(&[7u8; 32], 600);
+        let publish = keys.issue_publish("12-front", 60).unwrap();
+        assert_eq!(keys.verify_publish(&publish).as_deref(), Some("12-front"));
+        assert_eq!(keys.verify(&publish), None, "a publish token is no login");
+        let access = keys.issue(12).unwrap();
+        assert_eq!(keys.verify_publish(&access), None);
+        let other = JwtKeys::new(&[8u8; 32], 600);
+        assert_eq!(other.verify_publish(&publish), None);
     }
 
     #[test]
