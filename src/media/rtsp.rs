@@ -309,6 +309,20 @@ impl Default for PullOptions {
     }
 }
 
+impl PullOptions {
+    /// The options of the `[rtsp]` configuration section.
+    pub fn from_config(config: &crate::config::RtspConfig) -> PullOptions {
+        let ms = Duration::from_millis;
+        PullOptions {
+            connect_timeout: ms(config.connect_timeout_ms),
+            setup_timeout: ms(config.setup_timeout_ms),
+            idle_timeout: ms(config.idle_timeout_ms),
+            retry_min: ms(config.retry_min_ms),
+            retry_max: ms(config.retry_max_ms),
+        }
+    }
+}
+
 /// What a pull is doing, published on a [`watch`] channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullState {
@@ -936,6 +950,15 @@ mod tests {
         assert_eq!(mask_url("rtsp://u:p@h/x"), "rtsp://***@h/x");
         assert_eq!(mask_url("rtsp://h/x"), "rtsp://h/x");
         assert_eq!(mask_url("garbage u:p@"), "rtsp://***");
+    }
+
+    #[test]
+    fn the_configured_options_are_the_defaults() {
+        let config = crate::config::Config::default();
+        assert_eq!(
+            PullOptions::from_config(&config.rtsp),
+            PullOptions::default()
+        );
     }
 
     #[test]
