@@ -240,6 +240,22 @@ config! {
         listen: String = "127.0.0.1:1935".into(),
     }
 
+    /// RTSP pull: cameras the hub fetches itself (a channel's `rtsp_url`).
+    rtsp: RtspConfig {
+        /// Milliseconds for the TCP connect and the `DESCRIBE` answer.
+        connect_timeout_ms: u64 = 5000,
+        /// Milliseconds for each `SETUP` and the `PLAY` answer.
+        setup_timeout_ms: u64 = 5000,
+        /// Milliseconds without a media frame before the session is
+        /// dropped and retried.
+        idle_timeout_ms: u64 = 10_000,
+        /// Milliseconds before the first retry of a failed camera; the wait
+        /// doubles after each failure.
+        retry_min_ms: u64 = 500,
+        /// Longest wait between retries, in milliseconds.
+        retry_max_ms: u64 = 10_000,
+    }
+
     /// The database: SQLite for a single node, PostgreSQL for many.
     database: DatabaseConfig {
         /// `sqlite://PATH` (created on start) or `postgres://USER:PASS@HOST/DB`.
@@ -453,6 +469,21 @@ impl Config {
                 "database.pool_size ({}) must be above the ingest writers' connections ({writers})",
                 self.database.pool_size
             ));
+        }
+        let r = &self.rtsp;
+        if [
+            r.connect_timeout_ms,
+            r.setup_timeout_ms,
+            r.idle_timeout_ms,
+            r.retry_min_ms,
+        ]
+        .contains(&0)
+            || r.retry_max_ms < r.retry_min_ms
+        {
+            return Err(
+                "rtsp timeouts and rtsp.retry_min_ms must be above 0, and rtsp.retry_max_ms at least rtsp.retry_min_ms"
+                    .into(),
+            );
         }
         if self.ingest.max_wait_ms > 1000 {
             return Err("ingest.max_wait_ms must be at most 1000".into());

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`auth`] | `POST /auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout` |
 //! | [`vehicles`] | `GET/POST /vehicles`, `GET/PATCH/DELETE /vehicles/{id}`, `POST /vehicles/{id}/device-token` |
+//! | [`channels`] | `GET /vehicles/{id}/channels`, `GET/PUT/DELETE /vehicles/{id}/channels/{channel}` |
 //! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
@@ -15,6 +16,7 @@
 //! oversized bodies (413), answers the contract's JSON error body.
 
 pub mod auth;
+pub mod channels;
 pub mod extract;
 pub mod health;
 pub mod history;
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::routes())
         .merge(vehicles::routes())
+        .merge(channels::routes())
         .merge(history::routes())
         .merge(me::routes());
     let mut app = Router::new()

@@ -5,6 +5,7 @@
 //!
 //! [`DbConn`]: crate::db::DbConn
 
+pub mod channels;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;
