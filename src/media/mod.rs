@@ -44,6 +44,9 @@ pub mod flv;
 pub mod frame;
 pub mod h264;
 pub mod hls;
+pub mod live;
+pub mod rtmp;
+pub mod stream;
 pub mod ts;
 
 pub use frame::{
