@@ -43,7 +43,10 @@ pub struct LiveMetrics {
 impl LiveMetrics {
     fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let live = Self {
-            streams: prometheus::IntGauge::new("roadhub_live_streams", "Live streams on this node")?,
+            streams: prometheus::IntGauge::new(
+                "roadhub_live_streams",
+                "Live streams on this node",
+            )?,
             publishers: prometheus::IntGauge::new(
                 "roadhub_live_publishers",
                 "Publishers attached to live streams",
@@ -57,7 +60,10 @@ impl LiveMetrics {
                 "Media bytes received from publishers",
             )?,
             bytes_out: IntCounterVec::new(
-                Opts::new("roadhub_live_bytes_out_total", "Media bytes sent to viewers"),
+                Opts::new(
+                    "roadhub_live_bytes_out_total",
+                    "Media bytes sent to viewers",
+                ),
                 &["protocol"],
             )?,
             keyframe_skips: prometheus::IntCounter::new(

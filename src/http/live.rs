@@ -146,7 +146,11 @@ async fn flv(State(state): State<AppState>, Path(file): Path<String>, req: Reque
     with_cors(&state, res)
 }
 
-async fn play(state: &AppState, key: Option<StreamKey>, mut req: Request) -> Result<Response, ApiError> {
+async fn play(
+    state: &AppState,
+    key: Option<StreamKey>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
     authorize(state, token(&req), key.as_ref()).await?;
     let key = key.ok_or_else(stream_not_found)?;
     if !is_websocket_upgrade(&req) {
@@ -182,8 +186,12 @@ async fn play(state: &AppState, key: Option<StreamKey>, mut req: Request) -> Res
                     return;
                 }
             };
-            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
             ws_flv(ws, viewer).await;
         },
         span,
@@ -192,7 +200,10 @@ async fn play(state: &AppState, key: Option<StreamKey>, mut req: Request) -> Res
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(ws_key.as_bytes()))
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(ws_key.as_bytes()),
+        )
         .body(Body::empty())
         .map_err(|_| ApiError::internal())
 }

@@ -244,13 +244,14 @@ impl ViewerQueue {
         let Ok(mut s) = self.state.lock() else {
             return Err(());
         };
-        match s.items.pop_front() {
+        let popped = s.items.pop_front();
+        if s.items.is_empty() {
+            // The reader took everything it had: it is not behind.
+            s.behind_since = None;
+        }
+        match popped {
             Some(c) => {
                 s.bytes -= c.data.len();
-                if s.items.is_empty() && !s.skipping {
-                    // Caught up.
-                    s.behind_since = None;
-                }
                 Ok(Some(c.data))
             }
             None if s.closed => Err(()),
@@ -585,7 +586,7 @@ mod tests {
         assert_eq!(t.map(0, true), 34);
         assert_eq!(t.map(33, true), 67);
         // Its clock jumps back 60 s: rebased.
-        assert_eq!(t.map(33 - 60_000_u32.wrapping_sub(0), true), 68);
+        assert_eq!(t.map(33u32.wrapping_sub(60_000), true), 68);
         // Forward 1 h: rebased too.
         let now = 33u32.wrapping_sub(60_000);
         assert_eq!(t.map(now.wrapping_add(3_600_000), true), 69);
@@ -623,8 +624,14 @@ mod tests {
         let q = ViewerQueue::new(false);
         let t0 = Instant::now();
         let p = policy();
-        assert_eq!(q.push(chunk(0, ChunkKind::Header, 13), &p, t0), PushOutcome::Queued);
-        assert_eq!(q.push(chunk(0, ChunkKind::Sync, 100), &p, t0), PushOutcome::Queued);
+        assert_eq!(
+            q.push(chunk(0, ChunkKind::Header, 13), &p, t0),
+            PushOutcome::Queued
+        );
+        assert_eq!(
+            q.push(chunk(0, ChunkKind::Sync, 100), &p, t0),
+            PushOutcome::Queued
+        );
         for i in 1..=60 {
             assert_eq!(
                 q.push(chunk(i * 33, ChunkKind::Frame, 10), &p, t0),
@@ -632,13 +639,19 @@ mod tests {
             );
         }
         // 2001 ms of media queued: the next frame skips.
-        assert_eq!(q.push(chunk(2001, ChunkKind::Frame, 10), &p, t0), PushOutcome::Skipped);
+        assert_eq!(
+            q.push(chunk(2001, ChunkKind::Frame, 10), &p, t0),
+            PushOutcome::Skipped
+        );
         assert_eq!(q.queued_bytes(), 13, "only the header is left");
         assert_eq!(
             q.push(chunk(2034, ChunkKind::Frame, 10), &p, t0),
             PushOutcome::Discarded
         );
-        assert_eq!(q.push(chunk(2067, ChunkKind::Sync, 100), &p, t0), PushOutcome::Queued);
+        assert_eq!(
+            q.push(chunk(2067, ChunkKind::Sync, 100), &p, t0),
+            PushOutcome::Queued
+        );
         assert_eq!(q.try_pop().unwrap().unwrap().len(), 13);
         assert_eq!(q.try_pop().unwrap().unwrap().len(), 100);
         assert_eq!(q.try_pop().unwrap(), None);
@@ -673,10 +686,17 @@ mod tests {
         }
         while let Ok(Some(_)) = q.try_pop() {}
         let later = t0 + Duration::from_secs(20);
-        assert_eq!(q.push(chunk(3000, ChunkKind::Sync, 10), &p, later), PushOutcome::Queued);
+        assert_eq!(
+            q.push(chunk(3000, ChunkKind::Sync, 10), &p, later),
+            PushOutcome::Queued
+        );
         while let Ok(Some(_)) = q.try_pop() {}
         assert_eq!(
-            q.push(chunk(3100, ChunkKind::Frame, 10), &p, later + Duration::from_secs(5)),
+            q.push(
+                chunk(3100, ChunkKind::Frame, 10),
+                &p,
+                later + Duration::from_secs(5)
+            ),
             PushOutcome::Queued
         );
     }
@@ -689,7 +709,10 @@ mod tests {
         let t0 = Instant::now();
         q.push(chunk(0, ChunkKind::Sync, 600), &p, t0);
         q.push(chunk(10, ChunkKind::Frame, 600), &p, t0);
-        assert_eq!(q.push(chunk(20, ChunkKind::Frame, 600), &p, t0), PushOutcome::Skipped);
+        assert_eq!(
+            q.push(chunk(20, ChunkKind::Frame, 600), &p, t0),
+            PushOutcome::Skipped
+        );
         assert_eq!(q.queued_bytes(), 0);
     }
 
@@ -743,7 +766,11 @@ mod tests {
         assert_eq!(&initial[0].data[..3], b"FLV");
         assert_eq!(initial[3].kind, ChunkKind::Sync);
         core.push(video(true, 99, 100));
-        assert_eq!(core.gop().chunks().count(), 1, "a keyframe restarts the cache");
+        assert_eq!(
+            core.gop().chunks().count(),
+            1,
+            "a keyframe restarts the cache"
+        );
         // Past the bound: the cache empties until the next keyframe.
         for i in 0..100 {
             core.push(video(false, 132 + i * 33, 200));

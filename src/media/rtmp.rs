@@ -293,11 +293,10 @@ impl Conn {
         // rml_rtmp is not meant to panic, but this is network input: a
         // panic in the parser closes this connection only.
         let session = &mut self.session;
-        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            session.handle_input(bytes)
-        }))
-        .map_err(|_| RtmpError::Protocol("the chunk parser failed".into()))?
-        .map_err(|e| RtmpError::Protocol(format!("{e}")))?;
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+                .map_err(|_| RtmpError::Protocol("the chunk parser failed".into()))?
+                .map_err(|e| RtmpError::Protocol(format!("{e}")))?;
         for result in results {
             match result {
                 ServerSessionResult::OutboundResponse(packet) => {
@@ -327,10 +326,10 @@ impl Conn {
 
     async fn event(&mut self, event: ServerSessionEvent) -> Result<(), RtmpError> {
         match event {
-            ServerSessionEvent::ClientChunkSizeChanged { new_chunk_size } => {
-                if new_chunk_size > self.ctx.config.max_chunk_size {
-                    return Err(RtmpError::Limit("chunk size"));
-                }
+            ServerSessionEvent::ClientChunkSizeChanged { new_chunk_size }
+                if new_chunk_size > self.ctx.config.max_chunk_size =>
+            {
+                return Err(RtmpError::Limit("chunk size"));
             }
             ServerSessionEvent::ConnectionRequested {
                 request_id,
@@ -414,7 +413,11 @@ impl Conn {
             Err(RtmpError::Refused(why))
         };
         if self.publisher.is_some() {
-            return refuse(self, "NetStream.Publish.BadConnection", "already publishing");
+            return refuse(
+                self,
+                "NetStream.Publish.BadConnection",
+                "already publishing",
+            );
         }
         let (name, query) = split_query(stream_key);
         let Some(key) = StreamKey::parse(name) else {

@@ -34,9 +34,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::config::LiveConfig;
+use crate::media::HlsConfig;
 use crate::media::flv::{FlvPayload, Metadata};
 use crate::media::live::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, ViewerQueue};
-use crate::media::HlsConfig;
 use crate::metrics::LiveMetrics;
 
 /// A live stream's key: `{vehicle_id}-{channel}`, with `channel` matching
@@ -209,12 +209,18 @@ impl Streams {
 
     /// Publish `key`: the stream is created if needed; a current publisher
     /// is replaced (its [`Publisher::replaced`] resolves).
-    pub async fn publish(&self, key: StreamKey, info: PublisherInfo) -> Result<Publisher, LiveError> {
+    pub async fn publish(
+        &self,
+        key: StreamKey,
+        info: PublisherInfo,
+    ) -> Result<Publisher, LiveError> {
         for _ in 0..8 {
             let Some(stream) = self.get(&key, true).await? else {
                 return Err(LiveError::Unavailable);
             };
-            if let Ok(Some((id, kicked))) = stream.send(AttachPublisher { info: info.clone() }).await {
+            if let Ok(Some((id, kicked))) =
+                stream.send(AttachPublisher { info: info.clone() }).await
+            {
                 return Ok(Publisher {
                     stream,
                     id,
@@ -227,13 +233,21 @@ impl Streams {
         Err(LiveError::Unavailable)
     }
 
-    async fn try_play(&self, key: &StreamKey, kind: ViewerKind) -> Result<Option<Viewer>, LiveError> {
+    async fn try_play(
+        &self,
+        key: &StreamKey,
+        kind: ViewerKind,
+    ) -> Result<Option<Viewer>, LiveError> {
         for _ in 0..8 {
             let Some(stream) = self.get(key, false).await? else {
                 return Ok(None);
             };
             if let Ok(Some((id, queue))) = stream.send(AddViewer).await {
-                let gauge = self.shared.metrics.viewers.with_label_values(&[kind.label()]);
+                let gauge = self
+                    .shared
+                    .metrics
+                    .viewers
+                    .with_label_values(&[kind.label()]);
                 gauge.inc();
                 return Ok(Some(Viewer {
                     queue,
@@ -263,8 +277,7 @@ impl Streams {
         if !self.activator().viewer_waiting(key) {
             return Err(LiveError::NotFound);
         }
-        let deadline =
-            Instant::now() + Duration::from_secs(self.shared.config.start_timeout_secs);
+        let deadline = Instant::now() + Duration::from_secs(self.shared.config.start_timeout_secs);
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if let Some(v) = attempt().await? {
@@ -635,9 +648,7 @@ impl Stream {
     }
 
     fn hls_window(&self) -> Duration {
-        Duration::from_secs(
-            (u64::from(self.shared.config.hls_segment_secs) * 3).max(10),
-        )
+        Duration::from_secs((u64::from(self.shared.config.hls_segment_secs) * 3).max(10))
     }
 
     fn touch_hls(&mut self, client: u64) {
@@ -764,7 +775,11 @@ impl Handler<AttachPublisher> for Stream {
 impl Handler<DetachPublisher> for Stream {
     type Result = ();
     fn handle(&mut self, msg: DetachPublisher, ctx: &mut Self::Context) {
-        if self.publisher.as_ref().is_none_or(|p| p.id != msg.publisher) {
+        if self
+            .publisher
+            .as_ref()
+            .is_none_or(|p| p.id != msg.publisher)
+        {
             return;
         }
         self.publisher = None;
@@ -784,7 +799,11 @@ impl Handler<DetachPublisher> for Stream {
 impl Handler<Media> for Stream {
     type Result = ();
     fn handle(&mut self, msg: Media, _ctx: &mut Self::Context) {
-        if self.publisher.as_ref().is_none_or(|p| p.id != msg.publisher) {
+        if self
+            .publisher
+            .as_ref()
+            .is_none_or(|p| p.id != msg.publisher)
+        {
             return;
         }
         let chunks = self.core.push(msg.payload);
@@ -795,7 +814,11 @@ impl Handler<Media> for Stream {
 impl Handler<Meta> for Stream {
     type Result = ();
     fn handle(&mut self, msg: Meta, _ctx: &mut Self::Context) {
-        if self.publisher.as_ref().is_none_or(|p| p.id != msg.publisher) {
+        if self
+            .publisher
+            .as_ref()
+            .is_none_or(|p| p.id != msg.publisher)
+        {
             return;
         }
         if let Some(chunk) = self.core.set_publisher_metadata(msg.metadata) {
@@ -885,8 +908,18 @@ mod tests {
         assert_eq!(k.to_string(), "12-front");
         assert!(StreamKey::parse("12-rear_2").is_some());
         for bad in [
-            "", "12", "-front", "12-", "x-front", "0-front", "12-Front", "12-fr-nt",
-            "12-abcdefghijklmnopq", "12-front?x", "+12-front", "99999999999999999999-a",
+            "",
+            "12",
+            "-front",
+            "12-",
+            "x-front",
+            "0-front",
+            "12-Front",
+            "12-fr-nt",
+            "12-abcdefghijklmnopq",
+            "12-front?x",
+            "+12-front",
+            "99999999999999999999-a",
         ] {
             assert!(StreamKey::parse(bad).is_none(), "{bad}");
         }

@@ -13,12 +13,28 @@ impl Ffmpeg {
     /// Publish `testsrc2` 640x360 30 fps H.264 (GOP 30) + `sine` AAC to
     /// `url` in real time for `secs` seconds.
     pub fn publish(url: &str, secs: u32) -> Self {
+        Self::publish_with(url, secs, &[])
+    }
+
+    /// [`Ffmpeg::publish`] with extra output options (e.g. `-qp 0` for a
+    /// high bit rate).
+    pub fn publish_with(url: &str, secs: u32, extra: &[&str]) -> Self {
         let child = Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
-            .args(["-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+            ])
+            .args(extra)
             .args(["-t", &secs.to_string(), "-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
