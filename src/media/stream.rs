@@ -899,7 +899,133 @@ impl Handler<End> for Stream {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Counting {
+        start: bool,
+        waiting: AtomicUsize,
+        idle: AtomicUsize,
+    }
+
+    impl StreamActivator for Counting {
+        fn viewer_waiting(&self, _key: &StreamKey) -> bool {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            self.start
+        }
+        fn idle(&self, _key: &StreamKey) {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn streams(config: LiveConfig) -> Streams {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        Streams::start(&actix_rt::Arbiter::current(), config, metrics.live.clone())
+    }
+
+    fn info() -> PublisherInfo {
+        PublisherInfo {
+            protocol: "test",
+            remote: None,
+        }
+    }
+
+    #[test]
+    fn the_activator_is_asked_and_the_viewer_waits_for_the_publisher() {
+        actix_rt::System::new().block_on(async {
+            let config = LiveConfig {
+                start_timeout_secs: 2,
+                ..LiveConfig::default()
+            };
+            let key = StreamKey::parse("7-front").unwrap();
+            // Without an activator: 404 at once.
+            let s = streams(config.clone());
+            assert_eq!(
+                s.play(&key, ViewerKind::Flv).await.err(),
+                Some(LiveError::NotFound)
+            );
+            // An activator that starts nothing in time: 504 after the wait.
+            let activator = Arc::new(Counting {
+                start: true,
+                ..Counting::default()
+            });
+            s.set_activator(activator.clone());
+            let started = Instant::now();
+            assert_eq!(
+                s.play(&key, ViewerKind::Flv).await.err(),
+                Some(LiveError::StartTimeout)
+            );
+            assert!(started.elapsed() >= Duration::from_secs(2));
+            assert_eq!(activator.waiting.load(Ordering::SeqCst), 1);
+            // A publisher arriving during the wait: the viewer plays.
+            let publisher = {
+                let s = s.clone();
+                let key = key.clone();
+                actix_rt::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    s.publish(key, info()).await.unwrap()
+                })
+            };
+            let viewer = s.play(&key, ViewerKind::Flv).await.unwrap();
+            let header = viewer.next().await.unwrap();
+            assert_eq!(&header[..3], b"FLV");
+            let publisher = publisher.await.unwrap();
+            drop(viewer);
+            drop(publisher);
+        });
+    }
+
+    #[test]
+    fn idle_is_called_once_when_nobody_watches() {
+        actix_rt::System::new().block_on(async {
+            let config = LiveConfig {
+                idle_timeout_secs: 1,
+                ..LiveConfig::default()
+            };
+            let s = streams(config);
+            let activator = Arc::new(Counting::default());
+            s.set_activator(activator.clone());
+            let key = StreamKey::parse("7-rear").unwrap();
+            let _publisher = s.publish(key.clone(), info()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            assert_eq!(activator.idle.load(Ordering::SeqCst), 1);
+            // A viewer resets it.
+            let viewer = s.play(&key, ViewerKind::WsFlv).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            drop(viewer);
+            assert_eq!(activator.idle.load(Ordering::SeqCst), 1);
+            tokio::time::sleep(Duration::from_millis(3000)).await;
+            assert_eq!(activator.idle.load(Ordering::SeqCst), 2);
+        });
+    }
+
+    #[test]
+    fn a_second_publisher_replaces_the_first_and_the_grace_period_ends_viewers() {
+        actix_rt::System::new().block_on(async {
+            let config = LiveConfig {
+                publisher_grace_secs: 1,
+                ..LiveConfig::default()
+            };
+            let s = streams(config);
+            let key = StreamKey::parse("7-cabin").unwrap();
+            let mut first = s.publish(key.clone(), info()).await.unwrap();
+            let viewer = s.play(&key, ViewerKind::Flv).await.unwrap();
+            let second = s.publish(key.clone(), info()).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(2), first.replaced())
+                .await
+                .expect("the first publisher is told");
+            drop(first);
+            drop(second);
+            let ended = tokio::time::timeout(Duration::from_secs(3), async {
+                while viewer.next().await.is_some() {}
+            })
+            .await;
+            assert!(ended.is_ok(), "the viewer ends after the grace period");
+            assert!(!s.exists(&key).await);
+        });
+    }
 
     #[test]
     fn stream_keys() {
