@@ -238,6 +238,54 @@ config! {
     rtmp: RtmpConfig {
         /// Address and port the RTMP server listens on.
         listen: String = "127.0.0.1:1935".into(),
+        /// Seconds a client has to complete the RTMP handshake and publish.
+        handshake_timeout_secs: u64 = 10,
+        /// Seconds without any byte from a publisher before it is closed.
+        read_timeout_secs: u64 = 30,
+        /// Largest chunk size a publisher may announce (`SetChunkSize`), in
+        /// bytes; a larger one closes the connection.
+        max_chunk_size: u32 = 1024 * 1024,
+        /// Bytes a connection may send before its publish is accepted
+        /// (connect, createStream, publish): bounds what an unauthenticated
+        /// client can make the node buffer.
+        max_unauthenticated_bytes: usize = 256 * 1024,
+    }
+
+    /// Live streams: the Stream actors between publishers (RTMP, RTSP pull)
+    /// and viewers (HTTP-FLV, WebSocket-FLV, HLS).
+    live: LiveConfig {
+        /// A viewer whose queue holds more than this many ms of media skips
+        /// to the next keyframe.
+        max_viewer_lag_ms: u32 = 2000,
+        /// A viewer that stays behind (keeps skipping, never drains its
+        /// queue) for this many seconds is disconnected.
+        max_viewer_behind_secs: u64 = 10,
+        /// Bytes queued for one viewer above which it skips to the next
+        /// keyframe, whatever the lag in ms.
+        max_viewer_queue_bytes: usize = 8 * 1024 * 1024,
+        /// Largest GOP cache (latest keyframe onwards) kept per stream, in
+        /// bytes; past it new viewers wait for the next keyframe.
+        gop_cache_max_bytes: usize = 8 * 1024 * 1024,
+        /// Seconds viewers are held after the publisher leaves, so a
+        /// reconnecting blackbox does not drop them.
+        publisher_grace_secs: u64 = 10,
+        /// Seconds a published stream may have no viewer before the
+        /// activator's `idle` hook is called (on-demand live stops there).
+        idle_timeout_secs: u64 = 30,
+        /// Seconds a viewer waits for a publisher the activator is starting;
+        /// then 504 `live_start_timeout`.
+        start_timeout_secs: u64 = 10,
+        /// Serve HLS (`/live/{key}/index.m3u8`); a stream segments only once
+        /// HLS was asked for.
+        hls_enabled: bool = true,
+        /// HLS target segment duration, in seconds (cut at keyframes).
+        hls_segment_secs: u32 = 2,
+        /// HLS segments kept in the sliding playlist.
+        hls_window: usize = 6,
+        /// Send `Access-Control-Allow-Origin: *` on the live play routes,
+        /// for browser players (mpegts.js, hls.js) on other origins; access
+        /// still needs the owner's token in the URL.
+        cors_any_origin: bool = true,
     }
 
     /// RTSP pull: cameras the hub fetches itself (a channel's `rtsp_url`).

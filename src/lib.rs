@@ -46,4 +46,4 @@ pub mod util;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use node::{Node, serve};
+pub use node::{Node, serve, serve_with};

@@ -15,6 +15,84 @@ pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    /// Live video figures, updated by the streams and their viewers.
+    pub live: LiveMetrics,
+}
+
+/// Live video: streams, publishers, viewers by protocol, bytes, skips.
+#[derive(Clone)]
+pub struct LiveMetrics {
+    /// Live streams (Stream actors) on this node.
+    pub streams: prometheus::IntGauge,
+    /// Publishers attached (RTMP, RTSP pull, ...).
+    pub publishers: prometheus::IntGauge,
+    /// Viewers by protocol: `flv`, `ws-flv`, `hls`.
+    pub viewers: prometheus::IntGaugeVec,
+    /// Media bytes received from publishers.
+    pub bytes_in: prometheus::IntCounter,
+    /// Media bytes sent to viewers, by protocol.
+    pub bytes_out: IntCounterVec,
+    /// Times a lagging viewer skipped to the next keyframe.
+    pub keyframe_skips: prometheus::IntCounter,
+    /// Viewers disconnected for staying behind.
+    pub dropped_viewers: prometheus::IntCounter,
+    /// Publish attempts refused (bad key, bad token).
+    pub publish_refused: prometheus::IntCounter,
+}
+
+impl LiveMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let live = Self {
+            streams: prometheus::IntGauge::new(
+                "roadhub_live_streams",
+                "Live streams on this node",
+            )?,
+            publishers: prometheus::IntGauge::new(
+                "roadhub_live_publishers",
+                "Publishers attached to live streams",
+            )?,
+            viewers: prometheus::IntGaugeVec::new(
+                Opts::new("roadhub_live_viewers", "Live viewers by protocol"),
+                &["protocol"],
+            )?,
+            bytes_in: prometheus::IntCounter::new(
+                "roadhub_live_bytes_in_total",
+                "Media bytes received from publishers",
+            )?,
+            bytes_out: IntCounterVec::new(
+                Opts::new(
+                    "roadhub_live_bytes_out_total",
+                    "Media bytes sent to viewers",
+                ),
+                &["protocol"],
+            )?,
+            keyframe_skips: prometheus::IntCounter::new(
+                "roadhub_live_keyframe_skips_total",
+                "Lagging viewers skipped to the next keyframe",
+            )?,
+            dropped_viewers: prometheus::IntCounter::new(
+                "roadhub_live_dropped_viewers_total",
+                "Viewers disconnected for staying behind",
+            )?,
+            publish_refused: prometheus::IntCounter::new(
+                "roadhub_live_publish_refused_total",
+                "Publish attempts refused (bad stream key or token)",
+            )?,
+        };
+        registry.register(Box::new(live.streams.clone()))?;
+        registry.register(Box::new(live.publishers.clone()))?;
+        registry.register(Box::new(live.viewers.clone()))?;
+        registry.register(Box::new(live.bytes_in.clone()))?;
+        registry.register(Box::new(live.bytes_out.clone()))?;
+        registry.register(Box::new(live.keyframe_skips.clone()))?;
+        registry.register(Box::new(live.dropped_viewers.clone()))?;
+        registry.register(Box::new(live.publish_refused.clone()))?;
+        for protocol in ["flv", "ws-flv", "hls"] {
+            live.viewers.with_label_values(&[protocol]).set(0);
+            live.bytes_out.with_label_values(&[protocol]).reset();
+        }
+        Ok(live)
+    }
 }
 
 impl Metrics {
@@ -41,10 +119,12 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let live = LiveMetrics::new(&registry)?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
+            live,
         })
     }
 

@@ -25,6 +25,8 @@ use crate::db::Db;
 use crate::http::{self, AppState, Shared};
 use crate::ingest::IngestWriter;
 use crate::ingest::writer::WriterOptions;
+use crate::media::rtmp::RtmpContext;
+use crate::media::stream::Streams;
 use crate::metrics::Metrics;
 
 /// What a node is made of before it serves (built off the async workers).
@@ -61,13 +63,30 @@ impl Node {
 }
 
 /// Run a node on `listener` until `shutdown` completes; then shut down in
-/// order (see the module doc) and return. Must run inside an actix
-/// `System` (see `main.rs` and the test harness).
+/// order (see the module doc) and return. RTMP listens on `rtmp.listen`,
+/// bound here. Must run inside an actix `System` (see `main.rs` and the
+/// test harness).
 pub async fn serve(
     config: Config,
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let rtmp = std::net::TcpListener::bind(&config.rtmp.listen)
+        .with_context(|| format!("binding rtmp.listen {}", config.rtmp.listen))?;
+    serve_with(config, listener, rtmp, shutdown).await
+}
+
+/// [`serve`] with an RTMP listener already bound (tests bind port 0 and
+/// read the real port from it).
+pub async fn serve_with(
+    config: Config,
+    listener: std::net::TcpListener,
+    rtmp_listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let rtmp_addr = rtmp_listener
+        .local_addr()
+        .context("reading the RTMP listen address")?;
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
@@ -95,6 +114,13 @@ pub async fn serve(
     metrics
         .watch_hub(hub.clone(), sio.clone())
         .context("registering hub metrics")?;
+    // Live video: the streams and the RTMP ingest share one arbiter.
+    let media_arbiter = actix_rt::Arbiter::new();
+    let live = Streams::start(
+        &media_arbiter.handle(),
+        config.live.clone(),
+        metrics.live.clone(),
+    );
     let state = AppState::new(Shared {
         auth_limiter: AuthLimiter::new(config.limits.auth_attempts_per_minute),
         config,
@@ -102,6 +128,7 @@ pub async fn serve(
         jwt,
         metrics,
         hub: hub.clone(),
+        live: live.clone(),
     });
     let options = http::server::ServerOptions {
         workers: state.config.workers(),
@@ -114,9 +141,23 @@ pub async fn serve(
         "/socket.io/",
         sio.clone(),
     ));
+    let rtmp_ctx = RtmpContext {
+        streams: live.clone(),
+        db: state.db.clone(),
+        config: state.config.rtmp.clone(),
+    };
+    let rtmp_stop = stop_rx.clone();
+    media_arbiter.spawn_fn(move || {
+        actix_rt::spawn(async move {
+            if let Err(e) = crate::media::rtmp::run(rtmp_listener, rtmp_ctx, rtmp_stop).await {
+                tracing::error!(error = %e, "RTMP listener failed");
+            }
+        });
+    });
     let server = http::server::run(listener, app, options, stop_rx);
     tracing::info!(
         %addr,
+        rtmp = %rtmp_addr,
         node = %state.config.node.id,
         workers = options.workers,
         "roadhub serving HTTP and Socket.IO"
@@ -127,6 +168,7 @@ pub async fn serve(
         () = shutdown => {
             tracing::info!("shutting down: closing sessions, finishing in-flight requests");
             sio.close_all();
+            live.end_all().await;
             let _ = stop_tx.send(true);
             server.await.context("HTTP server")
         }
@@ -136,6 +178,8 @@ pub async fn serve(
     let ingest = hub.ingest.clone();
     let _ =
         tokio::task::spawn_blocking(move || ingest.flush_and_stop(Duration::from_secs(10))).await;
+    media_arbiter.stop();
+    let _ = tokio::task::spawn_blocking(move || media_arbiter.join()).await;
     rooms_arbiter.stop();
     let _ = tokio::task::spawn_blocking(move || rooms_arbiter.join()).await;
     tracing::info!("stopped");

@@ -112,6 +112,9 @@ fn bare_serve_in_an_empty_folder_runs_a_complete_node() {
         cmd.env("ROADHUB_HTTP_LISTEN", format!("127.0.0.1:{port}"));
         format!("http://127.0.0.1:{port}")
     };
+    if !port_free(1935) {
+        cmd.env("ROADHUB_RTMP_LISTEN", format!("127.0.0.1:{}", free_port()));
+    }
     let mut child = cmd
         .arg("serve")
         .stdout(Stdio::null())
@@ -156,6 +159,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     let mut child = roadhub(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--set", "limits.auth_attempts_per_minute=0"])
+        .args(["--set", "rtmp.listen=127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

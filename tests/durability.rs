@@ -34,6 +34,8 @@ fn spawn_node(dir: &std::path::Path, port: u16, url: &str) -> Child {
             "limits.auth_attempts_per_minute=0",
             "--set",
             "limits.device_messages_per_second=0",
+            "--set",
+            "rtmp.listen=127.0.0.1:0",
         ])
         .args([
             "--set",

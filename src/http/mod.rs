@@ -11,6 +11,7 @@
 //! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
+//! | [`live`] | `GET /live/{key}.flv` (HTTP-FLV, WebSocket-FLV), `/live/{key}/index.m3u8`, `/live/{key}/{seq}.ts` |
 //!
 //! Every error, including unknown routes (404), wrong methods (405) and
 //! oversized bodies (413), answers the contract's JSON error body.
@@ -20,6 +21,7 @@ pub mod channels;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod live;
 pub mod me;
 pub mod server;
 pub mod vehicles;
@@ -53,6 +55,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The realtime hub (presence and latest state for REST answers).
     pub hub: Arc<crate::actors::Hub>,
+    /// Live video streams (RTMP in, FLV/HLS out).
+    pub live: crate::media::stream::Streams,
 }
 
 impl AppState {
@@ -79,6 +83,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
+        .merge(live::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));

@@ -49,6 +49,9 @@ pub mod frame;
 pub mod h264;
 pub mod hls;
 pub mod rtsp;
+pub mod live;
+pub mod rtmp;
+pub mod stream;
 pub mod ts;
 pub mod usage;
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod engine;
+pub mod live;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -67,6 +68,8 @@ pub fn pg_admin_url() -> Option<String> {
 /// A node running in this process, on its own actix System thread.
 pub struct TestServer {
     pub base: String,
+    /// Where the node's RTMP ingest listens (a free loopback port).
+    pub rtmp_addr: std::net::SocketAddr,
     pub config: Config,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -103,15 +106,23 @@ impl TestServer {
         config.validate().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let rtmp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rtmp_addr = rtmp.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node_config = config.clone();
         let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(roadhub::serve(node_config, listener, async move {
-                let _ = stopped.await;
-            }))
+            actix_rt::System::new().block_on(roadhub::serve_with(
+                node_config,
+                listener,
+                rtmp,
+                async move {
+                    let _ = stopped.await;
+                },
+            ))
         });
         let server = Self {
             base,
+            rtmp_addr,
             config,
             dir,
             stop: Some(stop),

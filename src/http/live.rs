@@ -1,0 +1,318 @@
+//! Live video play (see `shared/CONTRACT.md`, "Live video"):
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /live/{vehicle_id}-{channel}.flv?token=` | HTTP-FLV: `video/x-flv`, chunked, never ends while live |
+//! | the same with `Upgrade: websocket` | WebSocket-FLV: each binary message carries FLV bytes |
+//! | `GET /live/{vehicle_id}-{channel}/index.m3u8?token=` | HLS media playlist (RFC 8216) |
+//! | `GET /live/{vehicle_id}-{channel}/{seq}.ts?token=` | an MPEG-TS segment from memory |
+//!
+//! The token is the owner's access token, in the query (players cannot set
+//! headers) or as `Authorization: Bearer`. No token or an invalid one: 401;
+//! a vehicle that is not the caller's: 404 `stream_not_found`, like a
+//! stream that is not live (existence is not revealed). Playlist segment
+//! URIs carry the same `?token=`.
+//!
+//! CORS: with `live.cors_any_origin` (default) and no `http.cors_origins`,
+//! these routes answer `Access-Control-Allow-Origin: *` so browser players
+//! (mpegts.js, hls.js) on any origin can read them; the token in the URL is
+//! the access control. With `http.cors_origins` set, the global CORS layer
+//! decides instead.
+
+use std::hash::{Hash as _, Hasher as _};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+use crate::db::queries::vehicles;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::media::stream::{LiveError, StreamKey, Viewer, ViewerKind};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/live/{file}", get(flv))
+        .route("/live/{key}/{file}", get(hls))
+}
+
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::NotFound => stream_not_found(),
+            LiveError::StartTimeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "live_start_timeout",
+                "the vehicle did not start streaming in time",
+            ),
+            LiveError::HlsNotReady => {
+                ApiError::unavailable("hls_not_ready", "no HLS segment is ready yet; retry")
+            }
+            LiveError::HlsUnsupported => ApiError::invalid(
+                "hls_unsupported_codec",
+                "this stream's codec cannot be served as HLS; play it as FLV",
+            ),
+            LiveError::Unavailable => {
+                ApiError::unavailable("unavailable", "the live service is not available")
+            }
+        }
+    }
+}
+
+fn stream_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "stream_not_found",
+        "no such live stream",
+    )
+}
+
+/// The access token from `?token=` or `Authorization: Bearer`.
+fn token(req: &Request) -> Option<String> {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_owned())
+    });
+    from_query.filter(|t| !t.is_empty()).or_else(|| {
+        req.headers()
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_owned())
+    })
+}
+
+/// Authenticate the owner of `key`'s vehicle; answers the token.
+async fn authorize(
+    state: &AppState,
+    token: Option<String>,
+    key: Option<&StreamKey>,
+) -> Result<String, ApiError> {
+    let token = token
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "an access token is required"))?;
+    let user = state.jwt.verify(&token).ok_or_else(|| {
+        ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+    })?;
+    let key = key.ok_or_else(stream_not_found)?;
+    let vehicle = key.vehicle_id;
+    let owned = state
+        .db
+        .run(move |conn| vehicles::find_owned(conn, user, vehicle))
+        .await?;
+    if owned.is_none() {
+        return Err(stream_not_found());
+    }
+    Ok(token)
+}
+
+fn with_cors(state: &AppState, mut res: Response) -> Response {
+    if state.config.live.cors_any_origin && state.config.http.cors_origins.is_empty() {
+        res.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    res
+}
+
+fn is_websocket_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /live/{key}.flv`: HTTP-FLV, or WebSocket-FLV on an upgrade.
+async fn flv(State(state): State<AppState>, Path(file): Path<String>, req: Request) -> Response {
+    let key = file.strip_suffix(".flv").and_then(StreamKey::parse);
+    let res = match play(&state, key, req).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    with_cors(&state, res)
+}
+
+async fn play(
+    state: &AppState,
+    key: Option<StreamKey>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    authorize(state, token(&req), key.as_ref()).await?;
+    let key = key.ok_or_else(stream_not_found)?;
+    if !is_websocket_upgrade(&req) {
+        let viewer = state.live.play(&key, ViewerKind::Flv).await?;
+        let body = futures_util::stream::unfold(viewer, |viewer| async move {
+            let bytes = viewer.next().await?;
+            Some((Ok::<Bytes, std::convert::Infallible>(bytes), viewer))
+        });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "video/x-flv")
+            .header(header::CACHE_CONTROL, "no-cache, no-store")
+            .body(Body::from_stream(body))
+            .map_err(|_| ApiError::internal());
+    }
+    let ws_key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("bad_upgrade", "Sec-WebSocket-Key is missing"))?;
+    let viewer = state.live.play(&key, ViewerKind::WsFlv).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024));
+    let span = tracing::info_span!("ws-flv", stream = %key);
+    actix_rt::spawn(tracing::Instrument::instrument(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    return;
+                }
+            };
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            ws_flv(ws, viewer).await;
+        },
+        span,
+    ));
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(ws_key.as_bytes()),
+        )
+        .body(Body::empty())
+        .map_err(|_| ApiError::internal())
+}
+
+/// Send the viewer's bytes as binary messages (everything queued is fed,
+/// then flushed once); end with a normal close. Messages from the client
+/// are read only to notice it leaving.
+async fn ws_flv<S>(ws: WebSocketStream<S>, viewer: Viewer)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut incoming) = ws.split();
+    loop {
+        let next = tokio::select! {
+            next = viewer.next() => next,
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        let Some(first) = next else {
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "stream ended".into(),
+                })))
+                .await;
+            return;
+        };
+        if sink.feed(Message::Binary(first)).await.is_err() {
+            return;
+        }
+        let mut fed = 1;
+        while fed < 256 {
+            match viewer.try_next() {
+                Ok(Some(b)) => {
+                    if sink.feed(Message::Binary(b)).await.is_err() {
+                        return;
+                    }
+                    fed += 1;
+                }
+                _ => break,
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A stable id for an HLS client: its token.
+fn client_id(token: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut h);
+    h.finish()
+}
+
+/// `GET /live/{key}/index.m3u8` and `GET /live/{key}/{seq}.ts`.
+async fn hls(
+    State(state): State<AppState>,
+    Path((key, file)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let res = match hls_inner(&state, StreamKey::parse(&key), &file, token(&req)).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    with_cors(&state, res)
+}
+
+async fn hls_inner(
+    state: &AppState,
+    key: Option<StreamKey>,
+    file: &str,
+    token: Option<String>,
+) -> Result<Response, ApiError> {
+    let token = authorize(state, token, key.as_ref()).await?;
+    let key = key.ok_or_else(stream_not_found)?;
+    if !state.config.live.hls_enabled {
+        return Err(ApiError::not_found("HLS is not enabled on this node"));
+    }
+    let client = client_id(&token);
+    if file == "index.m3u8" {
+        let query = format!("?token={token}");
+        let playlist = state.live.hls_playlist(&key, client, &query).await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            playlist,
+        )
+            .into_response());
+    }
+    let sequence = file
+        .strip_suffix(".ts")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::not_found("no such segment"))?;
+    let data = state
+        .live
+        .hls_segment(&key, client, sequence)
+        .await
+        .map_err(|_| ApiError::not_found("no such segment (it may have left the window)"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp2t"),
+            (header::CACHE_CONTROL, "private, max-age=60, immutable"),
+        ],
+        data,
+    )
+        .into_response())
+}
