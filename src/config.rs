@@ -238,6 +238,10 @@ config! {
     rtmp: RtmpConfig {
         /// Address and port the RTMP server listens on.
         listen: String = "127.0.0.1:1935".into(),
+        /// The RTMP base URL devices reach this node at (`rtmp://HOST:PORT`),
+        /// put in the `url` of on-demand `live.start` commands; empty means
+        /// `rtmp://` + `rtmp.listen`.
+        public_url: String = String::new(),
         /// Seconds a client has to complete the RTMP handshake and publish.
         handshake_timeout_secs: u64 = 10,
         /// Seconds without any byte from a publisher before it is closed.
@@ -275,6 +279,9 @@ config! {
         /// Seconds a viewer waits for a publisher the activator is starting;
         /// then 504 `live_start_timeout`.
         start_timeout_secs: u64 = 10,
+        /// Seconds between two writes of live-video usage (bytes received,
+        /// live seconds) to the database.
+        usage_flush_secs: u64 = 5,
         /// Serve HLS (`/live/{key}/index.m3u8`); a stream segments only once
         /// HLS was asked for.
         hls_enabled: bool = true,

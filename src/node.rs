@@ -25,6 +25,7 @@ use crate::db::Db;
 use crate::http::{self, AppState, Shared};
 use crate::ingest::IngestWriter;
 use crate::ingest::writer::WriterOptions;
+use crate::media::ondemand::OnDemand;
 use crate::media::rtmp::RtmpContext;
 use crate::media::stream::Streams;
 use crate::metrics::Metrics;
@@ -79,7 +80,7 @@ pub async fn serve(
 /// [`serve`] with an RTMP listener already bound (tests bind port 0 and
 /// read the real port from it).
 pub async fn serve_with(
-    config: Config,
+    mut config: Config,
     listener: std::net::TcpListener,
     rtmp_listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -90,6 +91,10 @@ pub async fn serve_with(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
+    if config.rtmp.public_url.trim().is_empty() {
+        // What on-demand `live.start` URLs carry: the port really bound.
+        config.rtmp.public_url = format!("rtmp://{rtmp_addr}");
+    }
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("node start-up task")??;
@@ -121,6 +126,15 @@ pub async fn serve_with(
         config.live.clone(),
         metrics.live.clone(),
     );
+    let usage = hub.usage.clone();
+    live.set_usage(usage.clone());
+    let ondemand = OnDemand::new(hub.clone(), live.clone(), usage.clone());
+    live.set_activator(ondemand.clone());
+    let usage_flusher = actix_rt::spawn(
+        usage
+            .clone()
+            .flush_every(Duration::from_secs(config.live.usage_flush_secs.max(1))),
+    );
     let state = AppState::new(Shared {
         auth_limiter: AuthLimiter::new(config.limits.auth_attempts_per_minute),
         config,
@@ -129,6 +143,7 @@ pub async fn serve_with(
         metrics,
         hub: hub.clone(),
         live: live.clone(),
+        ondemand: ondemand.clone(),
     });
     let options = http::server::ServerOptions {
         workers: state.config.workers(),
@@ -145,6 +160,7 @@ pub async fn serve_with(
         streams: live.clone(),
         db: state.db.clone(),
         config: state.config.rtmp.clone(),
+        jwt: state.jwt.clone(),
     };
     let rtmp_stop = stop_rx.clone();
     media_arbiter.spawn_fn(move || {
@@ -168,12 +184,17 @@ pub async fn serve_with(
         () = shutdown => {
             tracing::info!("shutting down: closing sessions, finishing in-flight requests");
             sio.close_all();
+            ondemand.stop_all();
             live.end_all().await;
             let _ = stop_tx.send(true);
             server.await.context("HTTP server")
         }
     };
     housekeeping.abort();
+    usage_flusher.abort();
+    if let Err(e) = usage.flush().await {
+        tracing::warn!(error = %e, "writing live-video usage at shutdown failed");
+    }
     // Sessions ended above queued their last writes: store them.
     let ingest = hub.ingest.clone();
     let _ =

@@ -204,7 +204,8 @@ async fn play_needs_the_owners_token() {
             &live.owner.access,
         )
         .await;
-    r.assert_error(404, "stream_not_found");
+    // (Nothing can start it: no RTSP source, the device is offline.)
+    r.assert_error(404, "vehicle_offline");
     assert!(started.elapsed() < Duration::from_secs(2));
     // A malformed key.
     let r = api.get("/live/abc.flv", &live.owner.access).await;
@@ -330,7 +331,8 @@ async fn wrong_token_or_vehicle_is_refused_and_closed() {
         .wait_exit(Duration::from_secs(10))
         .expect("refused");
     assert!(!status.success());
-    // No stream came of it.
+    // No stream came of it (were there one, it would play; the device
+    // being offline, nothing can start one either).
     let r = live
         .server
         .api()
@@ -339,7 +341,7 @@ async fn wrong_token_or_vehicle_is_refused_and_closed() {
             &live.owner.access,
         )
         .await;
-    r.assert_error(404, "stream_not_found");
+    r.assert_error(404, "vehicle_offline");
     let metrics = reqwest::get(format!("{}/metrics", live.server.base))
         .await
         .unwrap()
@@ -509,7 +511,8 @@ async fn a_publisher_restart_within_grace_keeps_the_viewer_then_it_ends_cleanly(
         .map(|t| t.timestamp_ms)
         .collect();
     assert!(keyframes.len() >= 4, "{keyframes:?}");
-    // Nothing is left: the stream is gone.
+    // Nothing is left: the stream is gone (and, the device being offline,
+    // nothing can start it again).
     let r = live
         .server
         .api()
@@ -518,7 +521,7 @@ async fn a_publisher_restart_within_grace_keeps_the_viewer_then_it_ends_cleanly(
             &live.owner.access,
         )
         .await;
-    r.assert_error(404, "stream_not_found");
+    r.assert_error(404, "vehicle_offline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

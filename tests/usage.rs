@@ -37,7 +37,7 @@ async fn usage_is_added_flushed_and_read_by_the_owner_only() {
 
     usage.add_bytes(vehicle, kind::LIVE_IN, 1000);
     usage.add_bytes(vehicle, kind::LIVE_IN, 500);
-    usage.add_bytes(vehicle, kind::LIVE_OUT, 7000);
+    usage.add_bytes(vehicle, kind::RTSP_IN, 7000);
     usage.add_live(vehicle, Duration::from_millis(2500));
     usage.flush().await.unwrap();
     // A second flush adds to the same rows; the 500 ms left over from the
@@ -60,7 +60,7 @@ async fn usage_is_added_flushed_and_read_by_the_owner_only() {
     assert_eq!(rows[0]["bytes"], 1501);
     assert_eq!(rows[0]["day"], today);
     assert_eq!(rows[0]["date"], date_of(today));
-    assert_eq!(rows[1]["kind"], kind::LIVE_OUT);
+    assert_eq!(rows[1]["kind"], kind::RTSP_IN);
     assert_eq!(rows[1]["bytes"], 7000);
     assert_eq!(r.body["live"][0]["seconds"], 3);
     assert_eq!(r.body["live_quota"]["used_seconds"], 3);

@@ -235,6 +235,14 @@ impl AppSession {
                         let Some(device) = hub.presence.device(vehicle) else {
                             return json!({"ok": false, "error": "offline"});
                         };
+                        let args = if name == "live.start" {
+                            match live_start_args(&hub, vehicle, args).await {
+                                Ok(args) => args,
+                                Err(code) => return json!({"ok": false, "error": code}),
+                            }
+                        } else {
+                            args
+                        };
                         let (tx, rx) = oneshot::channel();
                         device.session.do_send(SendCommand {
                             user_id: Some(user_id),
@@ -303,4 +311,32 @@ impl Handler<Gone> for AppSession {
     fn handle(&mut self, _: Gone, ctx: &mut Self::Context) {
         ctx.stop();
     }
+}
+
+/// `live.start` from an app: the plan's live minutes are checked and the
+/// hub fills in `url`, the RTMP publish URL with a publish token for this
+/// stream only (the app never sees the device token). `channel` defaults
+/// to `front`; other arguments pass through.
+async fn live_start_args(hub: &Hub, vehicle: i64, args: Value) -> Result<Value, &'static str> {
+    let mut args = match args {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        _ => return Err("invalid_payload"),
+    };
+    let channel = match args.get("channel") {
+        None => "front".to_string(),
+        Some(Value::String(c)) => c.clone(),
+        Some(_) => return Err("invalid_payload"),
+    };
+    let key = crate::media::stream::StreamKey::new(vehicle, &channel).ok_or("invalid_payload")?;
+    match hub.usage.live_quota(vehicle).await {
+        Ok(q) if q.exceeded() => return Err("live_quota_exceeded"),
+        Ok(_) => {}
+        Err(_) => return Err("unavailable"),
+    }
+    let ttl = std::time::Duration::from_secs(600);
+    let url = crate::media::ondemand::publish_url(hub, &key, ttl).map_err(|_| "unavailable")?;
+    args.insert("channel".into(), Value::String(channel));
+    args.insert("url".into(), Value::String(url));
+    Ok(Value::Object(args))
 }

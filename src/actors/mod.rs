@@ -55,6 +55,8 @@ pub struct Hub {
     pub rooms: Addr<RoomSupervisor>,
     pub presence: Presence,
     pub stats: HubStats,
+    /// Live-video data usage and the plans' live minutes.
+    pub usage: std::sync::Arc<crate::media::usage::Usage>,
     app_sessions: Mutex<HashMap<i64, u32>>,
     next_command: AtomicU64,
 }
@@ -68,6 +70,7 @@ impl Hub {
         rooms: Addr<RoomSupervisor>,
     ) -> Self {
         Self {
+            usage: std::sync::Arc::new(crate::media::usage::Usage::new(db.clone())),
             config,
             db,
             ingest,

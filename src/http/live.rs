@@ -153,6 +153,7 @@ async fn play(
 ) -> Result<Response, ApiError> {
     authorize(state, token(&req), key.as_ref()).await?;
     let key = key.ok_or_else(stream_not_found)?;
+    state.ondemand.prepare(&key).await?;
     if !is_websocket_upgrade(&req) {
         let viewer = state.live.play(&key, ViewerKind::Flv).await?;
         let body = futures_util::stream::unfold(viewer, |viewer| async move {
@@ -287,6 +288,7 @@ async fn hls_inner(
     }
     let client = client_id(&token);
     if file == "index.m3u8" {
+        state.ondemand.prepare(&key).await?;
         let query = format!("?token={token}");
         let playlist = state.live.hls_playlist(&key, client, &query).await?;
         return Ok((

@@ -57,6 +57,9 @@ pub struct Shared {
     pub hub: Arc<crate::actors::Hub>,
     /// Live video streams (RTMP in, FLV/HLS out).
     pub live: crate::media::stream::Streams,
+    /// Starts sources on demand (RTSP pull, device `live.start`) and checks
+    /// the plans' live minutes.
+    pub ondemand: Arc<crate::media::ondemand::OnDemand>,
 }
 
 impl AppState {

@@ -74,6 +74,8 @@ pub struct RtmpContext {
     pub streams: Streams,
     pub db: Db,
     pub config: RtmpConfig,
+    /// Verifies the publish tokens of on-demand `live.start` URLs.
+    pub jwt: crate::auth::JwtKeys,
 }
 
 /// Accept publishers on `listener` until `stop` turns true. Connections
@@ -426,15 +428,25 @@ impl Conn {
         let Some(token) = token_in(query).or_else(|| self.app_token.clone()) else {
             return refuse(self, "NetStream.Publish.Unauthorized", "no token");
         };
-        if token.len() > 256 {
+        if token.len() > 1024 {
             return refuse(self, "NetStream.Publish.Unauthorized", "bad token");
         }
-        let hash = sha256_hex(&token);
-        let found = self
+        // A publish token the hub issued for exactly this stream key (an
+        // on-demand `live.start`), or else the vehicle's device token.
+        let signed = self
             .ctx
-            .db
-            .run(move |conn| vehicles::find_by_token_hash(conn, &hash))
-            .await;
+            .jwt
+            .verify_publish(&token)
+            .is_some_and(|k| k == key.to_string());
+        let hash = sha256_hex(&token);
+        let found = if signed {
+            Ok(None)
+        } else {
+            self.ctx
+                .db
+                .run(move |conn| vehicles::find_by_token_hash(conn, &hash))
+                .await
+        };
         let vehicle = match found {
             Ok(v) => v,
             Err(e) => {
@@ -444,6 +456,7 @@ impl Conn {
             }
         };
         match vehicle {
+            _ if signed => {}
             Some(v) if v.id == key.vehicle_id => {}
             Some(_) => {
                 return refuse(

@@ -37,6 +37,7 @@ use crate::config::LiveConfig;
 use crate::media::HlsConfig;
 use crate::media::flv::{FlvPayload, Metadata};
 use crate::media::live::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, ViewerQueue};
+use crate::media::usage::{self, Usage};
 use crate::metrics::LiveMetrics;
 
 /// A live stream's key: `{vehicle_id}-{channel}`, with `channel` matching
@@ -150,6 +151,8 @@ struct Shared {
     config: LiveConfig,
     activator: RwLock<Arc<dyn StreamActivator>>,
     metrics: LiveMetrics,
+    /// Data usage (bytes in, live seconds) per vehicle, when accounted.
+    usage: RwLock<Option<Arc<Usage>>>,
 }
 
 /// The node's live streams. Cheap to clone.
@@ -166,6 +169,7 @@ impl Streams {
             config,
             activator: RwLock::new(Arc::new(NoActivator)),
             metrics,
+            usage: RwLock::new(None),
         });
         let sup_shared = shared.clone();
         let supervisor = StreamSupervisor::start_in_arbiter(arbiter, move |_| StreamSupervisor {
@@ -179,6 +183,14 @@ impl Streams {
     pub fn set_activator(&self, activator: Arc<dyn StreamActivator>) {
         if let Ok(mut a) = self.shared.activator.write() {
             *a = activator;
+        }
+    }
+
+    /// Account data usage: publishers' bytes in (`live_in`, `rtsp_in`)
+    /// and seconds of live video per vehicle.
+    pub fn set_usage(&self, usage: Arc<Usage>) {
+        if let Ok(mut u) = self.shared.usage.write() {
+            *u = Some(usage);
         }
     }
 
@@ -227,6 +239,12 @@ impl Streams {
                     key,
                     kicked: Some(kicked),
                     bytes_in: self.shared.metrics.bytes_in.clone(),
+                    usage: self.shared.usage.read().ok().and_then(|u| u.clone()),
+                    usage_kind: if info.protocol == "rtsp" {
+                        usage::kind::RTSP_IN
+                    } else {
+                        usage::kind::LIVE_IN
+                    },
                 });
             }
         }
@@ -371,6 +389,8 @@ pub struct Publisher {
     key: StreamKey,
     kicked: Option<oneshot::Receiver<()>>,
     bytes_in: prometheus::IntCounter,
+    usage: Option<Arc<Usage>>,
+    usage_kind: &'static str,
 }
 
 impl Publisher {
@@ -397,6 +417,9 @@ impl Publisher {
     /// Count `n` bytes received from the source.
     pub fn bytes_in(&self, n: u64) {
         self.bytes_in.inc_by(n);
+        if let Some(usage) = &self.usage {
+            usage.add_bytes(self.key.vehicle_id, self.usage_kind, n);
+        }
     }
 
     /// Resolves when this publisher is no longer the stream's: another one
@@ -570,6 +593,7 @@ impl Handler<GetStream> for StreamSupervisor {
             idle_notified: false,
             hls_clients: HashMap::new(),
             stopping: false,
+            live_tick: Instant::now(),
         }
         .start();
         self.streams.insert(msg.key, stream.clone());
@@ -619,6 +643,8 @@ pub struct Stream {
     /// HLS clients seen recently, by client id.
     hls_clients: HashMap<u64, Instant>,
     stopping: bool,
+    /// The previous tick: live time is counted tick to tick while published.
+    live_tick: Instant,
 }
 
 impl Stream {
@@ -663,6 +689,13 @@ impl Stream {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        if self.publisher.is_some()
+            && let Ok(usage) = self.shared.usage.read()
+            && let Some(usage) = usage.as_ref()
+        {
+            usage.add_live(self.key.vehicle_id, now.duration_since(self.live_tick));
+        }
+        self.live_tick = now;
         let window = self.hls_window();
         let before = self.hls_clients.len();
         self.hls_clients

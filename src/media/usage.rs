@@ -27,8 +27,6 @@ pub mod kind {
     pub const LIVE_IN: &str = "live_in";
     /// Bytes received from an RTSP camera the hub pulls.
     pub const RTSP_IN: &str = "rtsp_in";
-    /// Bytes sent to viewers (FLV, WebSocket-FLV, HLS).
-    pub const LIVE_OUT: &str = "live_out";
 }
 
 #[derive(Default)]
