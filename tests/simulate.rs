@@ -574,3 +574,81 @@ mod mock {
         writer.abort();
     }
 }
+
+/// A short H.264 + AAC FLV for the video simulation's publishers.
+fn video_fixture(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("fixture.flv");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "15",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_video_simulation_plays_in_real_time() {
+    use roadhub::simulate::video::{VideoOptions, VideoProtocol, run as run_video};
+    let server = TestServer::start_with(|c| {
+        c.limits.auth_attempts_per_minute = 0;
+        c.limits.app_sessions_per_user = 0;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = video_fixture(dir.path());
+    for (protocol, viewers) in [(VideoProtocol::Flv, 3), (VideoProtocol::WsFlv, 2)] {
+        let report = run_video(SimulateOptions {
+            url: server.base.clone(),
+            devices: 2,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(3),
+            timeout: Some(Duration::from_secs(60)),
+            video: VideoOptions {
+                video: true,
+                video_file: Some(fixture.clone()),
+                viewers_per_stream: viewers,
+                video_protocol: protocol,
+                rtmp_url: Some(format!("rtmp://{}", server.rtmp_addr)),
+                first_frame_probes: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(!report.timed_out, "{report}");
+        assert!(report.errors.is_empty(), "{report}");
+        assert_eq!(report.streams_publishing, 2, "{report}");
+        assert_eq!(report.viewers_connected, 2 * viewers, "{report}");
+        assert_eq!(report.viewers_dropped, 0, "{report}");
+        assert!(report.realtime_ratio_min > 0.8, "{report}");
+        assert!(report.publish_kbps > 0.0, "{report}");
+        assert!(report.viewer_kbps_min > 0.0, "{report}");
+        assert_eq!(report.first_frame.count, 2, "{report}");
+        // Window edges may shift a frame or two per viewer, no more.
+        assert!(
+            report.video_frames_lost <= 2 * report.viewers_attempted as u64,
+            "{report}"
+        );
+    }
+}
