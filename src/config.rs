@@ -282,6 +282,11 @@ config! {
         /// Seconds between two writes of live-video usage (bytes received,
         /// live seconds) to the database.
         usage_flush_secs: u64 = 5,
+        /// A viewer (HTTP-FLV, WS-FLV) is written at most once per this many
+        /// ms, with everything queued in one write: fewer wake-ups and
+        /// system calls per viewer at the cost of this much latency. 0
+        /// writes every tag as it comes.
+        viewer_write_interval_ms: u64 = 40,
         /// Serve HLS (`/live/{key}/index.m3u8`); a stream segments only once
         /// HLS was asked for.
         hls_enabled: bool = true,

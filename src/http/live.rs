@@ -156,10 +156,12 @@ async fn play(
     state.ondemand.prepare(&key).await?;
     if !is_websocket_upgrade(&req) {
         let viewer = state.live.play(&key, ViewerKind::Flv).await?;
-        let body = futures_util::stream::unfold(viewer, |viewer| async move {
-            let bytes = viewer.next().await?;
-            Some((Ok::<Bytes, std::convert::Infallible>(bytes), viewer))
-        });
+        let pace = write_pace(state);
+        let body =
+            futures_util::stream::unfold((viewer, None), move |(viewer, mut last)| async move {
+                let bytes = viewer.next_batch(MAX_BATCH, pace, &mut last).await?;
+                Some((Ok::<Bytes, std::convert::Infallible>(bytes), (viewer, last)))
+            });
         return Response::builder()
             .header(header::CONTENT_TYPE, "video/x-flv")
             .header(header::CACHE_CONTROL, "no-cache, no-store")
@@ -172,6 +174,7 @@ async fn play(
         .cloned()
         .ok_or_else(|| ApiError::bad_request("bad_upgrade", "Sec-WebSocket-Key is missing"))?;
     let viewer = state.live.play(&key, ViewerKind::WsFlv).await?;
+    let pace = write_pace(state);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -193,7 +196,7 @@ async fn play(
                 Some(config),
             )
             .await;
-            ws_flv(ws, viewer).await;
+            ws_flv(ws, viewer, pace).await;
         },
         span,
     ));
@@ -209,17 +212,26 @@ async fn play(
         .map_err(|_| ApiError::internal())
 }
 
-/// Send the viewer's bytes as binary messages (everything queued is fed,
-/// then flushed once); end with a normal close. Messages from the client
-/// are read only to notice it leaving.
-async fn ws_flv<S>(ws: WebSocketStream<S>, viewer: Viewer)
+/// The most bytes written to a viewer in one go.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// `live.viewer_write_interval_ms` as a duration.
+fn write_pace(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_millis(state.config.live.viewer_write_interval_ms)
+}
+
+/// Send the viewer's bytes as binary messages (what is queued goes as one
+/// message, paced like HTTP-FLV); end with a normal close. Messages from
+/// the client are read only to notice it leaving.
+async fn ws_flv<S>(ws: WebSocketStream<S>, viewer: Viewer, pace: std::time::Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut incoming) = ws.split();
+    let mut last = None;
     loop {
         let next = tokio::select! {
-            next = viewer.next() => next,
+            next = viewer.next_batch(MAX_BATCH, pace, &mut last) => next,
             msg = incoming.next() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => continue,
@@ -234,22 +246,7 @@ where
                 .await;
             return;
         };
-        if sink.feed(Message::Binary(first)).await.is_err() {
-            return;
-        }
-        let mut fed = 1;
-        while fed < 256 {
-            match viewer.try_next() {
-                Ok(Some(b)) => {
-                    if sink.feed(Message::Binary(b)).await.is_err() {
-                        return;
-                    }
-                    fed += 1;
-                }
-                _ => break,
-            }
-        }
-        if sink.flush().await.is_err() {
+        if sink.send(Message::Binary(first)).await.is_err() {
             return;
         }
     }

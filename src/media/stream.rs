@@ -456,6 +456,49 @@ impl Viewer {
         Some(b)
     }
 
+    /// Everything queued as one buffer (several tags, up to about
+    /// `max_bytes`), waiting for at least one tag; `None` at the end.
+    ///
+    /// With `pace`, a batch is not taken before `pace` has passed since the
+    /// previous one (`last`): a viewer then wakes and writes about
+    /// 1 / `pace` times a second whatever the frame rate, instead of once
+    /// per audio and video tag. The first batch (headers and GOP cache) is
+    /// never delayed.
+    pub async fn next_batch(
+        &self,
+        max_bytes: usize,
+        pace: Duration,
+        last: &mut Option<tokio::time::Instant>,
+    ) -> Option<Bytes> {
+        if let Some(at) = *last
+            && !pace.is_zero()
+        {
+            tokio::time::sleep_until(at + pace).await;
+        }
+        let first = self.next().await?;
+        *last = Some(tokio::time::Instant::now());
+        let mut total = first.len();
+        let mut more = Vec::new();
+        while total < max_bytes {
+            match self.try_next() {
+                Ok(Some(b)) => {
+                    total += b.len();
+                    more.push(b);
+                }
+                _ => break,
+            }
+        }
+        if more.is_empty() {
+            return Some(first);
+        }
+        let mut buf = bytes::BytesMut::with_capacity(total);
+        buf.extend_from_slice(&first);
+        for b in more {
+            buf.extend_from_slice(&b);
+        }
+        Some(buf.freeze())
+    }
+
     /// The next bytes if queued now; `Err(())` at the end.
     #[allow(clippy::result_unit_err)]
     pub fn try_next(&self) -> Result<Option<Bytes>, ()> {
