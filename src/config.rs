@@ -340,7 +340,7 @@ config! {
         /// Milliseconds the writer waits for more jobs before committing a
         /// batch that is not full; 0 commits at once (batches still form
         /// while a commit runs).
-        max_wait_ms: u64 = 0,
+        max_wait_ms: u64 = 2,
         /// Writer threads, each with its own database connection; a vehicle
         /// always goes to the same one. 0 picks 1 on SQLite (one writer at a
         /// time anyway) and 2 on PostgreSQL.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::presence::DeviceEntry;
-use super::room::{self, DetachPublisher, Publish, Room, RoomKey};
+use super::room::{self, DetachPublisher, RoomHandle, RoomKey};
 use super::{Hub, session_limiter};
 use crate::db::queries::vehicles;
 use crate::ingest::validate::{self, Point};
@@ -76,7 +76,7 @@ impl Namespace for DeviceNamespace {
             let Some(user_room) =
                 room::attach_publisher(&hub.rooms, RoomKey::User(vehicle.owner_id)).await
             else {
-                vehicle_room.do_send(DetachPublisher);
+                vehicle_room.addr.do_send(DetachPublisher);
                 return Err(json!({"message": "unavailable"}));
             };
             let session = DeviceSession {
@@ -153,8 +153,8 @@ pub struct DeviceSession {
     socket: Socket,
     vehicle_id: i64,
     owner_id: i64,
-    vehicle_room: Addr<Room>,
-    user_room: Addr<Room>,
+    vehicle_room: RoomHandle,
+    user_room: RoomHandle,
     limiter: Option<governor::DefaultDirectRateLimiter>,
     replaced: bool,
 }
@@ -261,9 +261,8 @@ impl DeviceSession {
                     self.hub.presence.set_location(vehicle_id, newest);
                 }
                 self.hub.stats.fanout_frames.fetch_add(1, Relaxed);
-                self.vehicle_room.do_send(Publish(
-                    Frame::event("/app", "loc", &json).coalesce(vehicle_id as u64),
-                ));
+                self.vehicle_room
+                    .publish(Frame::event("/app", "loc", &json).coalesce(vehicle_id as u64));
                 self.ack_after_commit(rx, event.ack, ctx, |_, stored| match stored {
                     Stored::Locations { stored } => json!({"ok": true, "stored": stored}),
                     _ => json!({"ok": true}),
@@ -297,7 +296,7 @@ impl DeviceSession {
                         map.insert("id".into(), json!(id));
                     }
                     let frame = Frame::event("/app", "event", out.to_string().as_bytes());
-                    act.user_room.do_send(Publish(frame));
+                    act.user_room.publish(frame);
                     json!({"ok": true, "id": id})
                 });
             }
@@ -335,11 +334,11 @@ impl DeviceSession {
                 if let Value::Object(map) = &mut out {
                     map.insert("vehicle".into(), json!(vehicle_id));
                 }
-                self.vehicle_room.do_send(Publish(Frame::event(
+                self.vehicle_room.publish(Frame::event(
                     "/app",
                     &event.name,
                     out.to_string().as_bytes(),
-                )));
+                ));
                 self.ack_after_commit(rx, event.ack, ctx, |_, _| json!({"ok": true}));
             }
             _ => self.ack_error(event.ack, "unknown_event"),
@@ -392,15 +391,15 @@ impl Actor for DeviceSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.vehicle_room.do_send(DetachPublisher);
+        self.vehicle_room.addr.do_send(DetachPublisher);
         if self
             .hub
             .presence
             .unregister(self.vehicle_id, self.socket.conn_id())
         {
-            self.user_room.do_send(Publish(self.presence_frame(false)));
+            self.user_room.publish(self.presence_frame(false));
         }
-        self.user_room.do_send(DetachPublisher);
+        self.user_room.addr.do_send(DetachPublisher);
         tracing::info!(
             vehicle_id = self.vehicle_id,
             conn = self.socket.conn_id(),
@@ -412,7 +411,7 @@ impl Actor for DeviceSession {
 impl Handler<Connected> for DeviceSession {
     type Result = ();
     fn handle(&mut self, _: Connected, _ctx: &mut Self::Context) {
-        self.user_room.do_send(Publish(self.presence_frame(true)));
+        self.user_room.publish(self.presence_frame(true));
     }
 }
 

@@ -4,22 +4,29 @@
 //! encoded once by the publisher and the same bytes go to every member.
 //!
 //! Delivery is per worker thread: a room knows, for each worker thread
-//! that holds members, that worker's [`WorkerFanout`] actor, and sends it
-//! one message per published frame; the fan-out actor hands the frame to
-//! its local connections on the same thread. A frame so costs one
-//! cross-thread message per worker, not one per recipient.
+//! that holds members, that worker's [`WorkerFanout`] actor, and shares
+//! that list with its publishers ([`RoomHandle`]). A publisher delivers a
+//! frame itself to the members on its own thread, and sends one message
+//! to each other worker's fan-out actor, which delivers to its local
+//! members. Delivery puts the frame straight into each connection's
+//! outbound queue ([`Outlet`]), waking its writer only if it sleeps. A
+//! frame so costs one cross-thread message per other worker, and no
+//! message per recipient.
 //!
 //! The [`RoomSupervisor`] creates rooms on demand and forgets them when
 //! they stop: a room stops as soon as it has neither members nor
 //! publishers (a connected device keeps its vehicle's room alive).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
 use crate::socketio::Frame;
-use crate::socketio::conn::{Conn, Deliver};
+use crate::socketio::conn::{Conn, Deliver, Outlet, local_outlet};
 
 /// Which room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,10 +60,45 @@ pub struct Leave {
 }
 
 /// Keep the room alive while a publisher (a device session) is attached;
-/// false if the room is stopping.
+/// the room's shared worker list, none if the room is stopping.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Option<Workers>")]
 pub struct AttachPublisher;
+
+/// The worker fan-outs holding a room's members, shared by the room (which
+/// updates it) and its publishers (which read it per frame).
+pub type Workers = Arc<RwLock<Vec<Addr<WorkerFanout>>>>;
+
+/// A publisher's handle on a room: its address (membership, detach) and
+/// its worker list (delivery without a hop through the room actor).
+#[derive(Clone)]
+pub struct RoomHandle {
+    pub key: RoomKey,
+    pub addr: Addr<Room>,
+    workers: Workers,
+}
+
+impl RoomHandle {
+    /// Deliver `frame` to every member: those on this thread now, the
+    /// others through their worker's fan-out actor. Frames published from
+    /// one thread reach each member in order.
+    pub fn publish(&self, frame: Frame) {
+        let local = LOCAL_FANOUT.with(|cell| cell.borrow().clone());
+        let Ok(workers) = self.workers.read() else {
+            return;
+        };
+        for worker in workers.iter() {
+            if local.as_ref() == Some(worker) {
+                deliver_local(self.key, &frame);
+            } else {
+                worker.do_send(LocalPublish {
+                    key: self.key,
+                    frame: frame.clone(),
+                });
+            }
+        }
+    }
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -74,6 +116,8 @@ pub struct Room {
     members: HashMap<u64, Addr<WorkerFanout>>,
     /// Worker fan-outs with members here, and how many each holds.
     workers: Vec<(Addr<WorkerFanout>, usize)>,
+    /// `workers` without the counts, for publishers.
+    shared: Workers,
     publishers: usize,
     supervisor: Addr<RoomSupervisor>,
     stopping: bool,
@@ -98,7 +142,14 @@ impl Room {
             self.workers[i].1 -= 1;
             if self.workers[i].1 == 0 {
                 self.workers.swap_remove(i);
+                self.share_workers();
             }
+        }
+    }
+
+    fn share_workers(&self) {
+        if let Ok(mut shared) = self.shared.write() {
+            *shared = self.workers.iter().map(|(w, _)| w.clone()).collect();
         }
     }
 }
@@ -122,7 +173,10 @@ impl Handler<Join> for Room {
         }
         match self.workers.iter_mut().find(|(w, _)| *w == msg.worker) {
             Some((_, n)) => *n += 1,
-            None => self.workers.push((msg.worker, 1)),
+            None => {
+                self.workers.push((msg.worker, 1));
+                self.share_workers();
+            }
         }
         true
     }
@@ -139,13 +193,13 @@ impl Handler<Leave> for Room {
 }
 
 impl Handler<AttachPublisher> for Room {
-    type Result = bool;
-    fn handle(&mut self, _: AttachPublisher, _ctx: &mut Self::Context) -> bool {
+    type Result = Option<Workers>;
+    fn handle(&mut self, _: AttachPublisher, _ctx: &mut Self::Context) -> Option<Workers> {
         if self.stopping {
-            return false;
+            return None;
         }
         self.publishers += 1;
-        true
+        Some(self.shared.clone())
     }
 }
 
@@ -207,6 +261,7 @@ impl Handler<GetRoom> for RoomSupervisor {
             key: msg.0,
             members: HashMap::new(),
             workers: Vec::new(),
+            shared: Workers::default(),
             publishers: 0,
             supervisor: ctx.address(),
             stopping: false,
@@ -236,7 +291,11 @@ pub async fn join(
     conn: Addr<Conn>,
 ) -> Option<Addr<Room>> {
     let worker = WorkerFanout::local();
-    worker.do_send(LocalJoin { key, member, conn });
+    let target = match local_outlet(member) {
+        Some(outlet) => Member::Outlet(outlet),
+        None => Member::Conn(conn),
+    };
+    local_join(key, member, target);
     for _ in 0..8 {
         let Ok(room) = supervisor.send(GetRoom(key)).await else {
             break;
@@ -251,43 +310,96 @@ pub async fn join(
             return Some(room);
         }
     }
-    worker.do_send(LocalLeave { key, member });
+    local_leave(key, member);
     None
 }
 
 /// Leave `key`'s room (on the member's worker thread).
 pub fn leave(room: &Addr<Room>, key: RoomKey, member: u64) {
     room.do_send(Leave { member });
-    WorkerFanout::local().do_send(LocalLeave { key, member });
+    local_leave(key, member);
 }
 
 /// Attach a publisher to `key`'s room, retrying like [`join`].
 pub async fn attach_publisher(
     supervisor: &Addr<RoomSupervisor>,
     key: RoomKey,
-) -> Option<Addr<Room>> {
+) -> Option<RoomHandle> {
     for _ in 0..8 {
         let room = supervisor.send(GetRoom(key)).await.ok()?;
-        if let Ok(true) = room.send(AttachPublisher).await {
-            return Some(room);
+        if let Ok(Some(workers)) = room.send(AttachPublisher).await {
+            return Some(RoomHandle {
+                key,
+                addr: room,
+                workers,
+            });
         }
     }
     None
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LocalJoin {
-    key: RoomKey,
-    member: u64,
-    conn: Addr<Conn>,
+/// A member as its worker thread reaches it.
+enum Member {
+    /// Its connection's outlet (the usual case: the member joined on its
+    /// connection's thread).
+    Outlet(Rc<Outlet>),
+    /// Its connection actor's mailbox.
+    Conn(Addr<Conn>),
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LocalLeave {
-    key: RoomKey,
-    member: u64,
+impl Member {
+    /// False if the connection is gone.
+    fn deliver(&self, frame: &Frame) -> bool {
+        match self {
+            Member::Outlet(outlet) => outlet.deliver(frame.clone()),
+            Member::Conn(conn) => {
+                if conn.connected() {
+                    conn.do_send(Deliver(frame.clone()));
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The members of every room whose connection lives on this thread.
+    static LOCAL_MEMBERS: RefCell<HashMap<RoomKey, HashMap<u64, Member>>> =
+        RefCell::new(HashMap::new());
+}
+
+fn local_join(key: RoomKey, member: u64, target: Member) {
+    LOCAL_MEMBERS.with(|rooms| {
+        rooms
+            .borrow_mut()
+            .entry(key)
+            .or_default()
+            .insert(member, target);
+    });
+}
+
+fn local_leave(key: RoomKey, member: u64) {
+    LOCAL_MEMBERS.with(|rooms| {
+        let mut rooms = rooms.borrow_mut();
+        if let Some(members) = rooms.get_mut(&key) {
+            members.remove(&member);
+            if members.is_empty() {
+                rooms.remove(&key);
+            }
+        }
+    });
+}
+
+/// Deliver `frame` to `key`'s members on this thread; members whose
+/// connection is gone are dropped on the way.
+fn deliver_local(key: RoomKey, frame: &Frame) {
+    LOCAL_MEMBERS.with(|rooms| {
+        if let Some(members) = rooms.borrow_mut().get_mut(&key) {
+            members.retain(|_, member| member.deliver(frame));
+        }
+    });
 }
 
 #[derive(Message)]
@@ -297,16 +409,13 @@ struct LocalPublish {
     frame: Frame,
 }
 
-/// One per worker thread: the members of every room whose connection
-/// lives on this thread. A published frame reaches it once and goes to
-/// each local connection without crossing threads.
+/// One per worker thread: receives frames published on other threads
+/// for the members on its own thread.
 #[derive(Default)]
-pub struct WorkerFanout {
-    rooms: HashMap<RoomKey, HashMap<u64, Addr<Conn>>>,
-}
+pub struct WorkerFanout;
 
 thread_local! {
-    static LOCAL_FANOUT: std::cell::RefCell<Option<Addr<WorkerFanout>>> = const { std::cell::RefCell::new(None) };
+    static LOCAL_FANOUT: RefCell<Option<Addr<WorkerFanout>>> = const { RefCell::new(None) };
 }
 
 impl WorkerFanout {
@@ -318,7 +427,7 @@ impl WorkerFanout {
             match &*cell {
                 Some(addr) if addr.connected() => addr.clone(),
                 _ => {
-                    let addr = WorkerFanout::default().start();
+                    let addr = WorkerFanout.start();
                     *cell = Some(addr.clone());
                     addr
                 }
@@ -335,41 +444,9 @@ impl Actor for WorkerFanout {
     }
 }
 
-impl Handler<LocalJoin> for WorkerFanout {
-    type Result = ();
-    fn handle(&mut self, msg: LocalJoin, _ctx: &mut Self::Context) {
-        self.rooms
-            .entry(msg.key)
-            .or_default()
-            .insert(msg.member, msg.conn);
-    }
-}
-
-impl Handler<LocalLeave> for WorkerFanout {
-    type Result = ();
-    fn handle(&mut self, msg: LocalLeave, _ctx: &mut Self::Context) {
-        if let Some(members) = self.rooms.get_mut(&msg.key) {
-            members.remove(&msg.member);
-            if members.is_empty() {
-                self.rooms.remove(&msg.key);
-            }
-        }
-    }
-}
-
 impl Handler<LocalPublish> for WorkerFanout {
     type Result = ();
     fn handle(&mut self, msg: LocalPublish, _ctx: &mut Self::Context) {
-        if let Some(members) = self.rooms.get_mut(&msg.key) {
-            // Members whose connection is gone are dropped on the way.
-            members.retain(|_, conn| {
-                if conn.connected() {
-                    conn.do_send(Deliver(msg.frame.clone()));
-                    true
-                } else {
-                    false
-                }
-            });
-        }
+        deliver_local(msg.key, &msg.frame);
     }
 }

@@ -571,15 +571,20 @@ impl Worker {
             let mut rows = absorb(first, &mut batch, &mut stopping);
             let linger_until = (!self.options.max_wait.is_zero() && !batch.is_empty())
                 .then(|| Instant::now() + self.options.max_wait);
+            let mut lingered = false;
             while rows < self.options.max_batch_rows {
                 let msg = match self.rx.try_recv() {
                     Ok(msg) => msg,
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => match linger_until {
-                        Some(until) if !stopping => match self.rx.recv_deadline(until) {
-                            Ok(msg) => msg,
-                            Err(_) => break,
-                        },
+                        // Sleep rather than wait on the channel: a waiting
+                        // receiver is woken by every job, a sleeping one
+                        // once per linger.
+                        Some(until) if !stopping && !lingered => {
+                            lingered = true;
+                            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                            continue;
+                        }
                         _ => break,
                     },
                 };

@@ -30,7 +30,9 @@
 //!   packet while attachments are due closes the connection. Packets for a
 //!   namespace the client is not connected to are ignored.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +58,100 @@ use super::server::{
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver(pub Frame);
+
+/// Where code on a connection's own thread (the per-worker fan-out, the
+/// session actors) puts frames for it: straight into the WebSocket
+/// writer's queue when the connection is on WebSocket (no mailbox message,
+/// the writer is woken only if it sleeps), else through the actor
+/// ([`Deliver`]). Registered per thread by connection id, see
+/// [`local_outlet`].
+pub struct Outlet {
+    conn: Addr<Conn>,
+    server: SocketIo,
+    /// The WebSocket queue, while the transport is a WebSocket.
+    direct: RefCell<Option<SharedQueue>>,
+    closed: Cell<bool>,
+    /// [`Ordered`] messages sent from this thread and not yet handled:
+    /// while there are any, frames follow them through the mailbox, so
+    /// that what this thread sends arrives in the order it was sent.
+    in_mailbox: Cell<usize>,
+}
+
+/// A frame or a request sent from the connection's thread through its
+/// mailbox (see [`Outlet::in_mailbox`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum Ordered {
+    Frame(Frame),
+    Control(Control),
+}
+
+impl Outlet {
+    /// Send a request through the mailbox, in order with frames sent
+    /// through this outlet.
+    pub(crate) fn control(&self, control: Control) {
+        self.in_mailbox.set(self.in_mailbox.get() + 1);
+        self.conn.do_send(Ordered::Control(control));
+    }
+
+    /// Queue `frame` for the client; false if the connection is gone.
+    pub fn deliver(&self, frame: Frame) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        if self.in_mailbox.get() > 0 {
+            self.in_mailbox.set(self.in_mailbox.get() + 1);
+            self.conn.do_send(Ordered::Frame(frame));
+            return true;
+        }
+        let pushed = match &*self.direct.borrow() {
+            Some(queue) => {
+                let stats = &self.server.inner.stats;
+                stats.frames_out.fetch_add(1, Ordering::Relaxed);
+                queue.push(frame, &self.server.inner.config)
+            }
+            None => {
+                if !self.conn.connected() {
+                    return false;
+                }
+                self.conn.do_send(Deliver(frame));
+                return true;
+            }
+        };
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::Coalesced => {
+                self.server
+                    .inner
+                    .stats
+                    .coalesced
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::TooSlow => {
+                // Later frames go through the actor, which closes.
+                self.direct.replace(None);
+                self.server
+                    .inner
+                    .stats
+                    .slow_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.conn
+                    .do_send(Control::Close(DisconnectReason::SlowClient));
+            }
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// The outlets of the connections living on this thread.
+    static OUTLETS: RefCell<HashMap<u64, Rc<Outlet>>> = RefCell::new(HashMap::new());
+}
+
+/// The outlet of connection `conn_id` if it lives on this thread.
+pub fn local_outlet(conn_id: u64) -> Option<Rc<Outlet>> {
+    OUTLETS.with(|o| o.borrow().get(&conn_id).cloned())
+}
 
 /// Requests to a connection from the application.
 #[derive(Message)]
@@ -159,6 +255,8 @@ pub struct Conn {
     remote: Option<std::net::SocketAddr>,
     transport: Transport,
     out: SharedQueue,
+    /// Shared with same-thread senders (see [`Outlet`]).
+    outlet: Rc<Outlet>,
     probe: Option<Probe>,
     next_stream: u64,
     /// When the next ping is due (set when it is scheduled).
@@ -196,34 +294,48 @@ impl Conn {
     ) -> Addr<Conn> {
         let out = SharedQueue::default();
         let client_closed = Arc::new(AtomicBool::new(false));
-        let conn = Conn {
-            id: server.next_conn_id(),
-            sid: sid.clone(),
-            server: server.clone(),
-            remote,
-            transport: Transport::Polling { waiter: None },
-            out: out.clone(),
-            probe: None,
-            next_stream: 0,
-            // The heartbeat counts from the handshake, which the client
-            // may get before the actor first runs.
-            next_ping: Instant::now() + server.inner.config.ping_interval,
-            pong_deadline: None,
-            heartbeat: None,
-            closed: false,
-            client_closed: client_closed.clone(),
-            sockets: HashMap::new(),
-            connecting: HashSet::new(),
-            pending: None,
-            next_ack: 0,
-            acks: HashMap::new(),
-        };
+        let id = server.next_conn_id();
+        let closed_flag = client_closed.clone();
+        let srv = server.clone();
+        let sid2 = sid.clone();
         let addr = Conn::create(move |ctx| {
-            let mut conn = conn;
+            let (server, sid, client_closed) = (srv, sid2, closed_flag);
+            let outlet = Rc::new(Outlet {
+                conn: ctx.address(),
+                server: server.clone(),
+                direct: RefCell::new(None),
+                closed: Cell::new(false),
+                in_mailbox: Cell::new(0),
+            });
+            OUTLETS.with(|o| o.borrow_mut().insert(id, outlet.clone()));
+            let mut conn = Conn {
+                id,
+                sid: sid.clone(),
+                server: server.clone(),
+                remote,
+                transport: Transport::Polling { waiter: None },
+                out: out.clone(),
+                outlet,
+                probe: None,
+                next_stream: 0,
+                // The heartbeat counts from the handshake, which the client
+                // may get before the actor first runs.
+                next_ping: Instant::now() + server.inner.config.ping_interval,
+                pong_deadline: None,
+                heartbeat: None,
+                closed: false,
+                client_closed: client_closed.clone(),
+                sockets: HashMap::new(),
+                connecting: HashSet::new(),
+                pending: None,
+                next_ack: 0,
+                acks: HashMap::new(),
+            };
             if let Some(ws) = ws {
                 // A WebSocket session offers no upgrade.
                 let open = open_packet(&conn.server, &conn.sid, &[]);
                 out.push(Frame::engine_text(open), &conn.server.inner.config);
+                conn.outlet.direct.replace(Some(out.clone()));
                 let stream = conn.attach_ws(ws, out, ctx);
                 conn.transport = Transport::WebSocket { stream };
             }
@@ -359,6 +471,10 @@ impl Conn {
             return;
         }
         self.closed = true;
+        self.outlet.closed.set(true);
+        self.outlet.direct.replace(None);
+        let id = self.id;
+        OUTLETS.with(|o| o.borrow_mut().remove(&id));
         if reason == DisconnectReason::ClientClose {
             self.client_closed.store(true, Ordering::Relaxed);
         }
@@ -518,6 +634,7 @@ impl Conn {
         }
         self.out.close(None);
         self.out = probe.queue;
+        self.outlet.direct.replace(Some(self.out.clone()));
         self.transport = Transport::WebSocket {
             stream: probe.stream,
         };
@@ -730,6 +847,18 @@ impl Handler<Deliver> for Conn {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.push(msg.0, ctx);
+    }
+}
+
+impl Handler<Ordered> for Conn {
+    type Result = ();
+    fn handle(&mut self, msg: Ordered, ctx: &mut Self::Context) {
+        let n = self.outlet.in_mailbox.get();
+        self.outlet.in_mailbox.set(n.saturating_sub(1));
+        match msg {
+            Ordered::Frame(frame) => self.push(frame, ctx),
+            Ordered::Control(control) => Handler::<Control>::handle(self, control, ctx),
+        }
     }
 }
 

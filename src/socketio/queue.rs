@@ -11,15 +11,15 @@
 //! The writer takes everything queued at each wakeup, feeds it to the
 //! WebSocket and flushes once: under load many frames share one write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures_util::SinkExt as _;
 use futures_util::stream::SplitSink;
 use hyper_util::rt::TokioIo;
-use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -98,13 +98,15 @@ impl OutQueue {
 #[derive(Clone, Default)]
 pub(crate) struct SharedQueue {
     pub queue: Rc<RefCell<OutQueue>>,
-    pub notify: Rc<Notify>,
+    /// The writer, while it sleeps on an empty queue: a push wakes it
+    /// once; pushes while it is scheduled or writing cost nothing more.
+    writer: Rc<Cell<Option<Waker>>>,
 }
 
 impl SharedQueue {
     pub fn push(&self, frame: Frame, config: &EngineConfig) -> Pushed {
         let pushed = self.queue.borrow_mut().push(frame, config);
-        self.notify.notify_one();
+        self.wake_writer();
         pushed
     }
 
@@ -115,7 +117,27 @@ impl SharedQueue {
             q.closed = true;
             q.close_code = code;
         }
-        self.notify.notify_one();
+        self.wake_writer();
+    }
+
+    fn wake_writer(&self) {
+        if let Some(waker) = self.writer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Until there is something to write, or the queue is closed.
+    async fn ready(&self) {
+        std::future::poll_fn(|cx| {
+            let q = self.queue.borrow();
+            if q.is_empty() && !q.closed {
+                self.writer.set(Some(cx.waker().clone()));
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
     }
 }
 
@@ -137,7 +159,7 @@ pub(crate) async fn ws_writer(mut sink: SplitSink<Ws, Message>, shared: SharedQu
                 let _ = sink.close().await;
                 return;
             }
-            shared.notify.notified().await;
+            shared.ready().await;
             continue;
         }
         for frame in batch {

@@ -189,9 +189,25 @@ impl Socket {
         &self.conn
     }
 
-    /// Send a pre-encoded frame (see [`Frame`]).
+    /// Send a pre-encoded frame (see [`Frame`]). On the connection's own
+    /// thread it goes straight to its outbound queue (see
+    /// [`Outlet`](super::conn::Outlet)), else through its mailbox.
     pub fn send_frame(&self, frame: Frame) {
-        self.conn.do_send(Deliver(frame));
+        match super::conn::local_outlet(self.conn_id) {
+            Some(outlet) => {
+                outlet.deliver(frame);
+            }
+            None => self.conn.do_send(Deliver(frame)),
+        }
+    }
+
+    /// Send a request to the connection, in order with frames sent from
+    /// this thread.
+    fn control(&self, control: Control) {
+        match super::conn::local_outlet(self.conn_id) {
+            Some(outlet) => outlet.control(control),
+            None => self.conn.do_send(control),
+        }
     }
 
     /// Emit `event` with one JSON argument.
@@ -240,7 +256,7 @@ impl Socket {
     ) -> Result<Acked, AckError> {
         let (tx, rx) = oneshot::channel();
         // If the connection is gone, `tx` is dropped and `rx` fails.
-        self.conn.do_send(Control::EmitWithAck {
+        self.control(Control::EmitWithAck {
             nsp: self.nsp.clone(),
             event: event.to_string(),
             args,
@@ -256,15 +272,14 @@ impl Socket {
 
     /// Disconnect this socket from its namespace (the connection stays).
     pub fn disconnect(&self) {
-        self.conn.do_send(Control::DisconnectSocket {
+        self.control(Control::DisconnectSocket {
             nsp: self.nsp.clone(),
         });
     }
 
     /// Close the whole Engine.IO connection.
     pub fn close(&self) {
-        self.conn
-            .do_send(Control::Close(DisconnectReason::ServerShutdown));
+        self.control(Control::Close(DisconnectReason::ServerShutdown));
     }
 }
 
