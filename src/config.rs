@@ -283,10 +283,10 @@ config! {
         /// live seconds) to the database.
         usage_flush_secs: u64 = 5,
         /// A viewer (HTTP-FLV, WS-FLV) is written at most once per this many
-        /// ms, with everything queued in one write: fewer wake-ups and
-        /// system calls per viewer at the cost of this much latency. 0
-        /// writes every tag as it comes.
-        viewer_write_interval_ms: u64 = 40,
+        /// ms, with everything queued in one write (SRS calls it merged
+        /// write): fewer wake-ups and system calls per viewer for at most
+        /// this much more latency. 0 writes every tag as it comes.
+        viewer_write_interval_ms: u64 = 100,
         /// Serve HLS (`/live/{key}/index.m3u8`); a stream segments only once
         /// HLS was asked for.
         hls_enabled: bool = true,

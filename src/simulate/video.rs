@@ -144,6 +144,10 @@ struct Fixture {
     loop_ms: u32,
     /// Media bytes (tag bodies) per loop and the file's bitrate.
     bits_per_second: f64,
+    /// The video frame interval (median DTS step), ms.
+    frame_ms: u32,
+    /// Mean size of a video frame's tag body, bytes.
+    video_frame_bytes: f64,
 }
 
 impl Fixture {
@@ -181,6 +185,10 @@ impl Fixture {
         let frame = gaps.get(gaps.len() / 2).copied().unwrap_or(33).max(1);
         let loop_ms = last.wrapping_sub(first) + frame;
         let bytes: usize = media.iter().map(|t| t.body.len()).sum();
+        let (video_count, video_bytes) = media
+            .iter()
+            .filter(|t| t.tag_type == tag_type::VIDEO)
+            .fold((0usize, 0usize), |(n, b), t| (n + 1, b + t.body.len()));
         let media = media
             .into_iter()
             .map(|mut t| {
@@ -193,6 +201,8 @@ impl Fixture {
             media,
             loop_ms,
             bits_per_second: bytes as f64 * 8.0 / (f64::from(loop_ms) / 1000.0),
+            frame_ms: frame,
+            video_frame_bytes: video_bytes as f64 / video_count.max(1) as f64,
         })
     }
 }
@@ -228,21 +238,26 @@ struct ViewerStats {
     /// Wall time of the first complete video frame, unix us (0 = none yet).
     first_video_us: AtomicU64,
     ended: AtomicBool,
+    /// DTS + 1 of the last video frame (0 = none yet).
+    last_video_ts: AtomicU64,
+    /// Video frames missing from the timeline: DTS steps longer than 1.5
+    /// frame intervals count the frames that would fill them.
+    gap_frames: AtomicU64,
 }
 
 #[derive(Clone, Copy, Default)]
 struct ViewerSnapshot {
     bytes: u64,
-    video_frames: u64,
     last_ts_ms: u64,
+    gap_frames: u64,
 }
 
 impl ViewerStats {
     fn snapshot(&self) -> ViewerSnapshot {
         ViewerSnapshot {
             bytes: self.bytes.load(Ordering::Relaxed),
-            video_frames: self.video_frames.load(Ordering::Relaxed),
             last_ts_ms: self.last_ts_ms.load(Ordering::Relaxed),
+            gap_frames: self.gap_frames.load(Ordering::Relaxed),
         }
     }
 }
@@ -275,8 +290,10 @@ pub struct VideoReport {
     pub viewer_kbps_median: f64,
     /// All viewers together, Mbit/s received in the window.
     pub total_mbps: f64,
-    /// Sum over viewers of the video frames and bytes their publisher sent
-    /// in the window that they did not receive in it.
+    /// Video frames missing from the viewers' timelines in the window (a
+    /// DTS step longer than 1.5 frame intervals counts the frames that
+    /// would fill it: keyframe skips, losses), summed over viewers; bytes:
+    /// those frames at the file's mean video frame size.
     pub video_frames_lost: u64,
     pub bytes_lost: u64,
     /// Viewers whose connection ended before the run did.
@@ -377,6 +394,8 @@ struct Run {
     rtmp_base: String,
     close: CancellationToken,
     errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The fixture's video frame interval, ms.
+    frame_ms: u32,
 }
 
 impl Run {
@@ -426,6 +445,7 @@ pub async fn run(opts: SimulateOptions) -> anyhow::Result<VideoReport> {
         rtmp_base: rtmp_base.trim_end_matches('/').to_string(),
         close: CancellationToken::new(),
         errors: std::sync::Mutex::new(Default::default()),
+        frame_ms: fixture.frame_ms,
         opts,
     });
     let result = tokio::time::timeout_at(deadline, phases(run.clone(), fixture, fleet)).await;
@@ -571,15 +591,6 @@ async fn phases(
     let cpu0 = CpuSample::now();
     let hub0 = opts.hub_pid.and_then(ProcSample::of);
     let t0 = Instant::now();
-    let pub0: Vec<(u64, u64)> = streams
-        .iter()
-        .map(|(_, _, s)| {
-            (
-                s.bytes.load(Ordering::Relaxed),
-                s.video_frames.load(Ordering::Relaxed),
-            )
-        })
-        .collect();
     let view0: Vec<ViewerSnapshot> = viewers.iter().map(|(_, v)| v.snapshot()).collect();
     let first_frame = Latency::new()?;
     let probes = opts.video.first_frame_probes;
@@ -623,15 +634,6 @@ async fn phases(
     let cpu1 = CpuSample::now();
     let hub1 = opts.hub_pid.and_then(ProcSample::of);
     let view1: Vec<ViewerSnapshot> = viewers.iter().map(|(_, v)| v.snapshot()).collect();
-    let pub1: Vec<(u64, u64)> = streams
-        .iter()
-        .map(|(_, _, s)| {
-            (
-                s.bytes.load(Ordering::Relaxed),
-                s.video_frames.load(Ordering::Relaxed),
-            )
-        })
-        .collect();
     // 4. Close.
     run.close.cancel();
     for t in tasks {
@@ -642,9 +644,8 @@ async fn phases(
     let mut kbps = Vec::with_capacity(viewers.len());
     let mut total_bytes = 0u64;
     let mut frames_lost = 0u64;
-    let mut bytes_lost = 0u64;
     let mut dropped = 0;
-    for (i, (s, v)) in viewers.iter().enumerate() {
+    for (i, (_, v)) in viewers.iter().enumerate() {
         let (a, b) = (view0[i], view1[i]);
         let media_ms = b.last_ts_ms.saturating_sub(a.last_ts_ms);
         let ended = v.ended.load(Ordering::Relaxed);
@@ -659,9 +660,7 @@ async fn phases(
         let got = b.bytes - a.bytes;
         total_bytes += got;
         kbps.push(got as f64 * 8.0 / 1000.0 / window_s);
-        let (pb, pf) = (pub1[*s].0 - pub0[*s].0, pub1[*s].1 - pub0[*s].1);
-        frames_lost += pf.saturating_sub(b.video_frames - a.video_frames);
-        bytes_lost += pb.saturating_sub(got);
+        frames_lost += b.gap_frames - a.gap_frames;
     }
     ratios.sort_by(f64::total_cmp);
     kbps.sort_by(f64::total_cmp);
@@ -691,7 +690,7 @@ async fn phases(
         viewer_kbps_median: pick(&kbps, 0.5).round(),
         total_mbps: (total_bytes as f64 * 8.0 / 1e6 / window_s * 10.0).round() / 10.0,
         video_frames_lost: frames_lost,
-        bytes_lost,
+        bytes_lost: (frames_lost as f64 * fixture.video_frame_bytes).round() as u64,
         viewers_dropped: dropped,
         first_frame: first_frame.summary(),
         errors: run.errors.lock().map(|e| e.clone()).unwrap_or_default(),
@@ -1032,12 +1031,22 @@ async fn connect_viewer(run: &Run, index: usize) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
-fn record(stats: &ViewerStats, tag: &TagSeen) {
+fn record(stats: &ViewerStats, tag: &TagSeen, frame_ms: u32) {
     stats
         .bytes
         .fetch_add(tag.body_len as u64 + 15, Ordering::Relaxed);
     if tag.video_frame {
         stats.video_frames.fetch_add(1, Ordering::Relaxed);
+        let ts = u64::from(tag.ts_ms);
+        let previous = stats.last_video_ts.swap(ts + 1, Ordering::Relaxed);
+        let frame = u64::from(frame_ms.max(1));
+        if previous != 0 {
+            let step = ts.saturating_sub(previous - 1);
+            if step * 2 > frame * 3 {
+                let missing = (step + frame / 2) / frame - 1;
+                stats.gap_frames.fetch_add(missing, Ordering::Relaxed);
+            }
+        }
         if stats.first_video_us.load(Ordering::Relaxed) == 0 {
             stats.first_video_us.store(unix_us(), Ordering::Relaxed);
         }
@@ -1097,9 +1106,11 @@ async fn view_http(
     let mut dechunk = Dechunk::default();
     let mut feed = |data: &[u8]| {
         if chunked {
-            dechunk.feed(data, |body| scan.feed(body, |t| record(stats, &t)));
+            dechunk.feed(data, |body| {
+                scan.feed(body, |t| record(stats, &t, run.frame_ms))
+            });
         } else {
-            scan.feed(data, |t| record(stats, &t));
+            scan.feed(data, |t| record(stats, &t, run.frame_ms));
         }
     };
     feed(&head[body_start..]);
@@ -1208,7 +1219,7 @@ async fn view_ws(
         };
         match msg {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(data))) => {
-                scan.feed(&data, |t| record(stats, &t));
+                scan.feed(&data, |t| record(stats, &t, run.frame_ms));
             }
             Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None => {
                 anyhow::bail!("ended: the hub closed the stream")
