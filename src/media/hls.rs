@@ -433,13 +433,12 @@ impl HlsSegmenter {
     }
 
     /// `EXT-X-TARGETDURATION` in seconds: the configured target or the
-    /// longest segment so far, rounded up; it never decreases.
+    /// longest segment so far, rounded half up; it never decreases.
     pub fn target_duration_secs(&self) -> u32 {
-        self.config
-            .target_duration_ms
-            .max(self.longest_ms)
-            .div_ceil(1000)
-            .max(1)
+        // RFC 8216 4.3.3.1: every EXTINF, rounded to the nearest integer,
+        // must be <= the target; rounding half up keeps that for any
+        // segment up to the longest.
+        ((self.config.target_duration_ms.max(self.longest_ms) + 500) / 1000).max(1)
     }
 
     /// Whether the playlist has a segment to list.
@@ -547,7 +546,8 @@ mod tests {
         assert_eq!(done, [0, 1]);
         let durations: Vec<u32> = s.segments().map(|s| s.duration_ms).collect();
         assert_eq!(durations, [2_400, 2_400]);
-        assert_eq!(s.target_duration_secs(), 3);
+        // 2.4 s rounds to 2 (RFC 8216 4.3.3.1 rounds to the nearest).
+        assert_eq!(s.target_duration_secs(), 2);
         let seg = s.segment(1).unwrap();
         assert_eq!(seg.start_ms, 2_400);
         assert!(seg.independent && !seg.discontinuity);
