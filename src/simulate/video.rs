@@ -999,9 +999,15 @@ async fn view(
     close: Option<CancellationToken>,
 ) {
     let close = close.unwrap_or_else(|| run.close.clone());
+    // At most --connect-concurrency handshakes at once: the permit is let
+    // go once the response head (or the upgrade) is in.
+    let permit = match slots {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
     let result = match run.opts.video.video_protocol {
-        VideoProtocol::Flv => view_http(&run, index, &path, &stats, slots, &close).await,
-        VideoProtocol::WsFlv => view_ws(&run, index, &path, &stats, slots, &close).await,
+        VideoProtocol::Flv => view_http(&run, index, &path, &stats, permit, &close).await,
+        VideoProtocol::WsFlv => view_ws(&run, index, &path, &stats, permit, &close).await,
     };
     if let Err(e) = result
         && !close.is_cancelled()
@@ -1063,13 +1069,9 @@ async fn view_http(
     index: usize,
     path: &str,
     stats: &ViewerStats,
-    slots: Option<Arc<tokio::sync::Semaphore>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     close: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let permit = match &slots {
-        Some(s) => Some(s.acquire().await?),
-        None => None,
-    };
     let mut stream = connect_viewer(run, index).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roadhub-simulate\r\nAccept: */*\r\n\r\n",
@@ -1194,13 +1196,9 @@ async fn view_ws(
     index: usize,
     path: &str,
     stats: &ViewerStats,
-    slots: Option<Arc<tokio::sync::Semaphore>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     close: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let permit = match &slots {
-        Some(s) => Some(s.acquire().await?),
-        None => None,
-    };
     let stream = connect_viewer(run, index).await?;
     let url = format!("ws://{}{path}", run.http_authority);
     let (mut ws, _) = tokio::time::timeout(

@@ -21,23 +21,9 @@ pub fn day_start_ms(t_ms: i64) -> i64 {
     t_ms.div_euclid(DAY_MS) * DAY_MS
 }
 
-/// The UTC midnight (Unix ms) of the first day of the month holding `t_ms`.
-pub fn month_start_ms(t_ms: i64) -> i64 {
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let days = t_ms.div_euclid(DAY_MS);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day_of_month = doy - (153 * mp + 2) / 5 + 1;
-    (days - (day_of_month - 1)) * DAY_MS
-}
-
-/// The calendar date `YYYY-MM-DD` of a UTC midnight.
-pub fn date_of(day_ms: i64) -> String {
-    let days = day_ms.div_euclid(DAY_MS);
+/// The civil date (year, month 1-12, day 1-31) of day `days` since
+/// 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -46,7 +32,19 @@ pub fn date_of(day_ms: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The UTC midnight (Unix ms) of the first day of the month holding `t_ms`.
+pub fn month_start_ms(t_ms: i64) -> i64 {
+    let days = t_ms.div_euclid(DAY_MS);
+    let (_, _, day_of_month) = civil(days);
+    (days - (day_of_month - 1)) * DAY_MS
+}
+
+/// The calendar date `YYYY-MM-DD` of a UTC midnight.
+pub fn date_of(day_ms: i64) -> String {
+    let (y, m, d) = civil(day_ms.div_euclid(DAY_MS));
     format!("{y:04}-{m:02}-{d:02}")
 }
 
