@@ -336,6 +336,29 @@ async fn an_rtsp_channel_is_pulled_for_viewers_and_released_after() {
         assert!(Instant::now() < deadline, "the RTSP pull did not stop");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Playing again restarts the pull; changing the channel's URL stops
+    // it at once (well before the idle timeout).
+    let res = reqwest::get(f.flv_url("cabin")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+    assert_eq!(f.metric("roadhub_live_publishers").await, 1.0);
+    let r = api
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/vehicles/{}/channels/cabin", f.vehicle),
+            Some(&f.owner.access),
+            Some(json!({"rtsp_url": camera.url("other")})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let changed = Instant::now();
+    while f.metric("roadhub_live_publishers").await > 0.0 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the old pull goes when the URL changes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A camera that cannot be reached: a clear error, quickly.
     let r = api
         .send(

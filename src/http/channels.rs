@@ -155,6 +155,7 @@ async fn upsert(
         channel = %channel.name,
         "channel RTSP URL set"
     );
+    state.ondemand.source_changed(id, &channel.name);
     Ok(axum::Json(channel_json(&channel)))
 }
 
@@ -180,6 +181,7 @@ async fn remove(
         .await?;
     deleted?;
     tracing::info!(user_id = user.id, vehicle_id = id, channel = %channel, "channel deleted");
+    state.ondemand.source_changed(id, &channel);
     Ok(StatusCode::NO_CONTENT)
 }
 

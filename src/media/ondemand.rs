@@ -152,7 +152,7 @@ impl OnDemand {
         if self.pulling(key) {
             return self.pull(key, None).await;
         }
-        if self.streams.exists(key).await {
+        if self.streams.is_published(key).await {
             return Ok(());
         }
         let (vehicle, name) = (key.vehicle_id, key.channel.clone());
@@ -164,10 +164,15 @@ impl OnDemand {
         if let Some(url) = channel.and_then(|c| c.rtsp_url) {
             return self.pull(key, Some(&url)).await;
         }
-        if !self.hub.presence.is_online(key.vehicle_id) {
-            return Err(vehicle_offline());
+        if self.hub.presence.is_online(key.vehicle_id) {
+            return self.start_device(key);
         }
-        self.start_device(key)
+        // A stream in its grace period may get its publisher back (a
+        // blackbox reconnecting): the viewer waits with the others.
+        if self.streams.exists(key).await {
+            return Ok(());
+        }
+        Err(vehicle_offline())
     }
 
     fn pulling(&self, key: &StreamKey) -> bool {
@@ -304,6 +309,24 @@ impl OnDemand {
                 tracing::info!(stream = %key, command = name, %answer, "the device declined");
             }
         });
+    }
+
+    /// The channel's RTSP URL changed or was removed: a pull of the old
+    /// URL stops (its publisher goes, viewers are held for the grace
+    /// period; the next viewer starts the new source).
+    pub fn source_changed(&self, vehicle_id: i64, channel: &str) {
+        let Some(key) = StreamKey::new(vehicle_id, channel) else {
+            return;
+        };
+        let pull = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pulls.remove(&key));
+        if let Some(pull) = pull {
+            tracing::info!(stream = %key, "channel source changed: RTSP pull stopped");
+            pull.handle.stop();
+        }
     }
 
     /// Stop every pull (node shutdown).

@@ -318,6 +318,15 @@ impl Streams {
         matches!(self.get(key, false).await, Ok(Some(_)))
     }
 
+    /// Whether `key` has a publisher now (a stream in its grace period
+    /// has none).
+    pub async fn is_published(&self, key: &StreamKey) -> bool {
+        match self.get(key, false).await {
+            Ok(Some(stream)) => stream.send(IsPublished).await.unwrap_or(false),
+            _ => false,
+        }
+    }
+
     /// The HLS media playlist of `key`, segment URIs `{seq}.ts{query}`
     /// (relative to the playlist). The first request starts segmenting and
     /// waits (up to `live.start_timeout_secs`) for a first segment.
@@ -918,6 +927,17 @@ impl Handler<AddViewer> for Stream {
         self.last_watched = Instant::now();
         tracing::debug!(stream = %self.key, viewer = id, "viewer joined");
         Some((id, queue))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct IsPublished;
+
+impl Handler<IsPublished> for Stream {
+    type Result = bool;
+    fn handle(&mut self, _: IsPublished, _ctx: &mut Self::Context) -> bool {
+        self.publisher.is_some()
     }
 }
 
