@@ -268,6 +268,9 @@ impl OnDemand {
         let now = Instant::now();
         let fresh = self.state.lock().is_ok_and(|mut s| {
             let timeout = self.start_timeout();
+            // Starts that never led to a stream are forgotten once stale.
+            s.device_starts
+                .retain(|_, at| now.duration_since(*at) < timeout * 2);
             match s.device_starts.get(key) {
                 Some(at) if now.duration_since(*at) < timeout => false,
                 _ => {
