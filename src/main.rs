@@ -48,7 +48,8 @@ struct GlobalArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: REST, Socket.IO (`/device`, `/app`), health and metrics on `http.listen`.
+    /// Run a node: REST, Socket.IO (`/device`, `/app`), live play (FLV, WS-FLV, HLS), health and
+    /// metrics on `http.listen`; RTMP ingest on `rtmp.listen`.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
@@ -61,7 +62,9 @@ enum Command {
     /// Simulated blackboxes and phones against a running hub (benchmarks).
     ///
     /// Reports connects/s, delivered messages/s, end-to-end and ack latency
-    /// percentiles, losses and errors. Sets itself up over REST; benchmark
+    /// percentiles, losses and errors. With `--video`: RTMP publishers and
+    /// HTTP-FLV/WS-FLV viewers, reporting real-time ratio, throughput, lost
+    /// frames and time to first frame. Sets itself up over REST; benchmark
     /// hubs run with their `limits.*` set to 0 (see docs/SIMULATE.md). A
     /// flag given twice keeps the last value.
     #[command(args_override_self = true)]
