@@ -16,6 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Redis {
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<&'static str>,
     child: Option<Child>,
 }
 
@@ -26,13 +27,35 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(port, Vec::new())
+    }
+
+    fn start_on(port: u16, extra: Vec<&'static str>) -> Self {
         let mut r = Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
+            extra,
             child: None,
         };
         r.spawn();
         r
+    }
+
+    /// A cluster node: its bus port (port + 10000) must be free too.
+    fn start_cluster_node() -> Self {
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let Some(bus_port) = port.checked_add(10000) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", bus_port)).is_ok() {
+                return Self::start_on(port, vec!["--cluster-enabled", "yes"]);
+            }
+        }
     }
 
     fn url(&self) -> String {
@@ -43,6 +66,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -75,16 +99,16 @@ impl Redis {
 
     /// How many connections are subscribed to the sharded channel `topic`.
     fn shard_subscribers(&self, topic: &str) -> i64 {
-        let mut c = redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        self.try_shard_subscribers(topic).unwrap()
+    }
+
+    fn try_shard_subscribers(&self, topic: &str) -> redis::RedisResult<i64> {
+        let mut c = redis::Client::open(self.url())?.get_connection()?;
         let (_, n): (String, i64) = redis::cmd("PUBSUB")
             .arg("SHARDNUMSUB")
             .arg(topic)
-            .query(&mut c)
-            .unwrap();
-        n
+            .query(&mut c)?;
+        Ok(n)
     }
 }
 
@@ -229,4 +253,79 @@ async fn redis_restart_restores_subscriptions_and_local_delivery_goes_on() {
         ("node-a".into(), Bytes::from_static(b"back"))
     );
     quiet(&mut a1).await;
+}
+
+/// Three masters, no replicas, every slot assigned.
+fn start_cluster() -> Vec<Redis> {
+    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
+    let status = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli on PATH");
+    assert!(status.success(), "redis-cli --cluster create failed");
+    let deadline = std::time::Instant::now() + WAIT;
+    for n in &nodes {
+        loop {
+            let mut c = redis::Client::open(n.url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "cluster not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    nodes
+}
+
+/// Subscribers of a sharded channel over the whole cluster (a node that
+/// does not own the channel's slot answers with a redirect: counted 0).
+fn cluster_shard_subscribers(nodes: &[Redis], topic: &str) -> i64 {
+    nodes
+        .iter()
+        .map(|n| n.try_shard_subscribers(topic).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_cross_node_delivery() {
+    let nodes = start_cluster();
+    let seeds: Vec<String> = nodes.iter().map(Redis::url).collect();
+    let a = Bus::Redis(RedisBus::new("node-a", RedisTarget::Cluster(seeds.clone())).unwrap());
+    let b = Bus::Redis(RedisBus::new("node-b", RedisTarget::Cluster(seeds)).unwrap());
+    // Topics spread over the slots of all three masters.
+    let topics: Vec<String> = (1..=12).map(|i| format!("vehicle:{i}")).collect();
+    let mut a_subs: Vec<Subscription> = topics.iter().map(|t| a.subscribe(t)).collect();
+    let mut b_subs: Vec<Subscription> = topics.iter().map(|t| b.subscribe(t)).collect();
+    for t in &topics {
+        eventually("both subscribed on the slot owner", || {
+            cluster_shard_subscribers(&nodes, t) == 2
+        })
+        .await;
+    }
+    for t in &topics {
+        a.publish(t, Bytes::from(t.clone()));
+    }
+    for (t, (sa, sb)) in topics.iter().zip(a_subs.iter_mut().zip(b_subs.iter_mut())) {
+        assert_eq!(recv(sb).await, ("node-a".into(), Bytes::from(t.clone())));
+        assert_eq!(recv(sa).await, ("node-a".into(), Bytes::from(t.clone())));
+    }
+    for s in a_subs.iter_mut().chain(b_subs.iter_mut()).take(2) {
+        quiet(s).await;
+    }
+    drop(b_subs);
+    for t in &topics {
+        eventually("B unsubscribed", || {
+            cluster_shard_subscribers(&nodes, t) == 1
+        })
+        .await;
+    }
 }
