@@ -209,7 +209,6 @@ impl Driver {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             tokio::select! {
-                biased;
                 push = pushes.recv() => match push {
                     None => return End::Lost("push channel closed".into()),
                     Some(p) if p.kind == PushKind::Disconnection => {
