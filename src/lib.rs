@@ -31,6 +31,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -1,0 +1,331 @@
+//! The bus: in-process, and over a real `redis-server` (sharded pub/sub)
+//! started by each test on a free loopback port.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use roadhub::bus::{Bus, BusStatus, LocalBus, RedisBus, RedisTarget, Subscription};
+use tokio::time::{Instant, sleep, timeout};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A throwaway redis-server, killed on drop.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    extra: Vec<&'static str>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port, Vec::new())
+    }
+
+    fn start_on(port: u16, extra: Vec<&'static str>) -> Self {
+        let mut r = Redis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            extra,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    /// A cluster node: its bus port (port + 10000) must be free too.
+    fn start_cluster_node() -> Self {
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let Some(bus_port) = port.checked_add(10000) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", bus_port)).is_ok() {
+                return Self::start_on(port, vec!["--cluster-enabled", "yes"]);
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// How many connections are subscribed to the sharded channel `topic`.
+    fn shard_subscribers(&self, topic: &str) -> i64 {
+        self.try_shard_subscribers(topic).unwrap()
+    }
+
+    fn try_shard_subscribers(&self, topic: &str) -> redis::RedisResult<i64> {
+        let mut c = redis::Client::open(self.url())?.get_connection()?;
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(topic)
+            .query(&mut c)?;
+        Ok(n)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn recv(sub: &mut Subscription) -> (String, Bytes) {
+    let m = timeout(WAIT, sub.recv())
+        .await
+        .expect("a message in time")
+        .expect("bus alive");
+    (String::from_utf8(m.origin.to_vec()).unwrap(), m.frame)
+}
+
+/// Nothing more arrives within a short while.
+async fn quiet(sub: &mut Subscription) {
+    if let Ok(m) = timeout(Duration::from_millis(300), sub.recv()).await {
+        panic!("unexpected message {m:?}");
+    }
+}
+
+fn redis_bus(id: &str, r: &Redis) -> Bus {
+    Bus::Redis(RedisBus::new(id, RedisTarget::Single(r.url())).unwrap())
+}
+
+#[tokio::test]
+async fn local_bus_delivers_to_topic_subscribers_only() {
+    let bus = Bus::Local(LocalBus::new("solo").unwrap());
+    assert_eq!(bus.status(), BusStatus::Local);
+    let mut a = bus.subscribe("vehicle:1");
+    let mut b = bus.subscribe("vehicle:1");
+    let mut other = bus.subscribe("vehicle:2");
+    bus.publish("vehicle:1", Bytes::from_static(b"frame"));
+    assert_eq!(
+        recv(&mut a).await,
+        ("solo".into(), Bytes::from_static(b"frame"))
+    );
+    assert_eq!(
+        recv(&mut b).await,
+        ("solo".into(), Bytes::from_static(b"frame"))
+    );
+    quiet(&mut other).await;
+    quiet(&mut a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cross_node_delivery_once_and_refcounted_subscriptions() {
+    let r = Redis::start();
+    let a = redis_bus("node-a", &r);
+    let b = redis_bus("node-b", &r);
+    eventually("both connected", || {
+        a.status() == BusStatus::Connected && b.status() == BusStatus::Connected
+    })
+    .await;
+
+    // Only B has members: only B is subscribed in Redis.
+    let mut b1 = b.subscribe("vehicle:7");
+    eventually("B subscribed", || r.shard_subscribers("vehicle:7") == 1).await;
+    a.publish("vehicle:7", Bytes::from_static(b"one"));
+    assert_eq!(
+        recv(&mut b1).await,
+        ("node-a".into(), Bytes::from_static(b"one"))
+    );
+
+    // A gets a member: A's own publish reaches it once, B once.
+    let mut a1 = a.subscribe("vehicle:7");
+    eventually("A subscribed", || r.shard_subscribers("vehicle:7") == 2).await;
+    a.publish("vehicle:7", Bytes::from_static(b"two"));
+    assert_eq!(
+        recv(&mut a1).await,
+        ("node-a".into(), Bytes::from_static(b"two"))
+    );
+    assert_eq!(
+        recv(&mut b1).await,
+        ("node-a".into(), Bytes::from_static(b"two"))
+    );
+    quiet(&mut a1).await;
+    quiet(&mut b1).await;
+
+    // A second local member on B does not subscribe again; dropping one of
+    // two keeps the subscription, dropping the last removes it.
+    let b2 = b.subscribe("vehicle:7");
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.shard_subscribers("vehicle:7"), 2);
+    drop(b1);
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.shard_subscribers("vehicle:7"), 2);
+    drop(b2);
+    eventually("B unsubscribed", || r.shard_subscribers("vehicle:7") == 1).await;
+    drop(a1);
+    eventually("A unsubscribed", || r.shard_subscribers("vehicle:7") == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_restores_subscriptions_and_local_delivery_goes_on() {
+    let mut r = Redis::start();
+    let a = redis_bus("node-a", &r);
+    let b = redis_bus("node-b", &r);
+    let mut a1 = a.subscribe("user:3");
+    let mut b1 = b.subscribe("user:3");
+    eventually("both subscribed", || r.shard_subscribers("user:3") == 2).await;
+
+    r.kill();
+    eventually("A sees Redis down", || {
+        a.status() == BusStatus::Disconnected
+    })
+    .await;
+    a.publish("user:3", Bytes::from_static(b"while down"));
+    assert_eq!(
+        recv(&mut a1).await,
+        ("node-a".into(), Bytes::from_static(b"while down"))
+    );
+    quiet(&mut b1).await;
+
+    r.spawn();
+    eventually("both reconnected", || {
+        a.status() == BusStatus::Connected && b.status() == BusStatus::Connected
+    })
+    .await;
+    eventually("subscriptions restored", || {
+        r.shard_subscribers("user:3") == 2
+    })
+    .await;
+    a.publish("user:3", Bytes::from_static(b"back"));
+    assert_eq!(
+        recv(&mut b1).await,
+        ("node-a".into(), Bytes::from_static(b"back"))
+    );
+    assert_eq!(
+        recv(&mut a1).await,
+        ("node-a".into(), Bytes::from_static(b"back"))
+    );
+    quiet(&mut a1).await;
+}
+
+/// Three masters, no replicas, every slot assigned.
+fn start_cluster() -> Vec<Redis> {
+    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
+    let status = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli on PATH");
+    assert!(status.success(), "redis-cli --cluster create failed");
+    let deadline = std::time::Instant::now() + WAIT;
+    for n in &nodes {
+        loop {
+            let mut c = redis::Client::open(n.url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "cluster not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    nodes
+}
+
+/// Subscribers of a sharded channel over the whole cluster (a node that
+/// does not own the channel's slot answers with a redirect: counted 0).
+fn cluster_shard_subscribers(nodes: &[Redis], topic: &str) -> i64 {
+    nodes
+        .iter()
+        .map(|n| n.try_shard_subscribers(topic).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_cross_node_delivery() {
+    let nodes = start_cluster();
+    let seeds: Vec<String> = nodes.iter().map(Redis::url).collect();
+    let a = Bus::Redis(RedisBus::new("node-a", RedisTarget::Cluster(seeds.clone())).unwrap());
+    let b = Bus::Redis(RedisBus::new("node-b", RedisTarget::Cluster(seeds)).unwrap());
+    // Topics spread over the slots of all three masters.
+    let topics: Vec<String> = (1..=12).map(|i| format!("vehicle:{i}")).collect();
+    let mut a_subs: Vec<Subscription> = topics.iter().map(|t| a.subscribe(t)).collect();
+    let mut b_subs: Vec<Subscription> = topics.iter().map(|t| b.subscribe(t)).collect();
+    for t in &topics {
+        eventually("both subscribed on the slot owner", || {
+            cluster_shard_subscribers(&nodes, t) == 2
+        })
+        .await;
+    }
+    for t in &topics {
+        a.publish(t, Bytes::from(t.clone()));
+    }
+    for (t, (sa, sb)) in topics.iter().zip(a_subs.iter_mut().zip(b_subs.iter_mut())) {
+        assert_eq!(recv(sb).await, ("node-a".into(), Bytes::from(t.clone())));
+        assert_eq!(recv(sa).await, ("node-a".into(), Bytes::from(t.clone())));
+    }
+    for s in a_subs.iter_mut().chain(b_subs.iter_mut()).take(2) {
+        quiet(s).await;
+    }
+    drop(b_subs);
+    for t in &topics {
+        eventually("B unsubscribed", || {
+            cluster_shard_subscribers(&nodes, t) == 1
+        })
+        .await;
+    }
+}
