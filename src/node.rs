@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::actors::{Hub, RoomSupervisor};
 use crate::auth::{AuthLimiter, JwtKeys};
+use crate::bus::{Bus, RedisBus, RedisTarget};
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState, Shared};
@@ -105,8 +106,17 @@ pub async fn serve_with(
         ingest,
     } = node;
     let rooms_arbiter = actix_rt::Arbiter::new();
-    let rooms =
-        RoomSupervisor::start_in_arbiter(&rooms_arbiter.handle(), |_| RoomSupervisor::default());
+    // The cluster bus: only with Redis; a single node has no bus hop.
+    let bus = match &config.redis.url {
+        Some(url) => Some(Bus::Redis(
+            RedisBus::new(&config.node.id, RedisTarget::Single(url.clone()))
+                .context("starting the Redis bus")?,
+        )),
+        None => None,
+    };
+    let rooms = RoomSupervisor::start_in_arbiter(&rooms_arbiter.handle(), move |_| {
+        RoomSupervisor::with_bus(bus)
+    });
     let hub = Arc::new(Hub::new(
         config.clone(),
         db.clone(),

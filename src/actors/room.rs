@@ -13,6 +13,13 @@
 //! frame so costs one cross-thread message per other worker, and no
 //! message per recipient.
 //!
+//! Across nodes (`redis.url` set, see `docs/CLUSTER.md`): a publisher
+//! also sends the encoded frame on the [`Bus`] under the room key, and a
+//! room holds a bus [`Subscription`] exactly while it has members here; a
+//! task of the room hands each frame from another node to the worker
+//! fan-outs, the same path as a local publish. Without Redis there is no
+//! bus at all and nothing of this runs.
+//!
 //! The [`RoomSupervisor`] creates rooms on demand and forgets them when
 //! they stop: a room stops as soon as it has neither members nor
 //! publishers (a connected device keeps its vehicle's room alive).
@@ -25,8 +32,10 @@ use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
+use crate::bus::{Bus, Subscription};
 use crate::socketio::Frame;
 use crate::socketio::conn::{Conn, Deliver, Outlet, local_outlet};
+use crate::socketio::frame::FrameClass;
 
 /// Which room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,7 +71,7 @@ pub struct Leave {
 /// Keep the room alive while a publisher (a device session) is attached;
 /// the room's shared worker list, none if the room is stopping.
 #[derive(Message)]
-#[rtype(result = "Option<Workers>")]
+#[rtype(result = "Option<(Workers, Option<Bus>)>")]
 pub struct AttachPublisher;
 
 /// The worker fan-outs holding a room's members, shared by the room (which
@@ -76,6 +85,10 @@ pub struct RoomHandle {
     pub key: RoomKey,
     pub addr: Addr<Room>,
     workers: Workers,
+    /// The cluster bus, none on a single node.
+    bus: Option<Bus>,
+    /// `key` as a bus topic.
+    topic: Box<str>,
 }
 
 impl RoomHandle {
@@ -83,6 +96,9 @@ impl RoomHandle {
     /// others through their worker's fan-out actor. Frames published from
     /// one thread reach each member in order.
     pub fn publish(&self, frame: Frame) {
+        if let Some(bus) = &self.bus {
+            bus_publish(bus, &self.topic, &frame);
+        }
         let local = LOCAL_FANOUT.with(|cell| cell.borrow().clone());
         let Ok(workers) = self.workers.read() else {
             return;
@@ -104,6 +120,15 @@ impl RoomHandle {
 #[rtype(result = "()")]
 pub struct DetachPublisher;
 
+/// Send `frame` to the other nodes' members of `topic`. Room frames are
+/// text only; a frame with binary attachments stays on this node.
+fn bus_publish(bus: &Bus, topic: &str, frame: &Frame) {
+    debug_assert!(frame.binary.is_empty(), "room frames are text only");
+    if frame.binary.is_empty() {
+        bus.publish(topic, bytes::Bytes::from(frame.text.clone()));
+    }
+}
+
 /// Deliver a frame to every member.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -121,6 +146,10 @@ pub struct Room {
     publishers: usize,
     supervisor: Addr<RoomSupervisor>,
     stopping: bool,
+    /// The cluster bus, none on a single node.
+    bus: Option<Bus>,
+    /// The task relaying the bus subscription while there are members.
+    relay: Option<SpawnHandle>,
 }
 
 impl Room {
@@ -137,6 +166,26 @@ impl Room {
 }
 
 impl Room {
+    /// Hold a bus subscription exactly while the room has members here.
+    fn sync_relay(&mut self, ctx: &mut Context<Self>) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        match (self.members.is_empty(), self.relay) {
+            (false, None) => {
+                let sub = bus.subscribe(&self.key.to_string());
+                let own = bytes::Bytes::copy_from_slice(bus.node_id().as_bytes());
+                let fut = relay(self.key, sub, own, self.shared.clone());
+                self.relay = Some(ctx.spawn(fut.into_actor(self)));
+            }
+            (true, Some(handle)) => {
+                ctx.cancel_future(handle);
+                self.relay = None;
+            }
+            _ => {}
+        }
+    }
+
     fn forget_worker(&mut self, worker: &Addr<WorkerFanout>) {
         if let Some(i) = self.workers.iter().position(|(w, _)| w == worker) {
             self.workers[i].1 -= 1;
@@ -164,7 +213,7 @@ impl Actor for Room {
 
 impl Handler<Join> for Room {
     type Result = bool;
-    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> bool {
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> bool {
         if self.stopping {
             return false;
         }
@@ -178,6 +227,7 @@ impl Handler<Join> for Room {
                 self.share_workers();
             }
         }
+        self.sync_relay(ctx);
         true
     }
 }
@@ -188,18 +238,19 @@ impl Handler<Leave> for Room {
         if let Some(worker) = self.members.remove(&msg.member) {
             self.forget_worker(&worker);
         }
+        self.sync_relay(ctx);
         self.stop_if_idle(ctx);
     }
 }
 
 impl Handler<AttachPublisher> for Room {
-    type Result = Option<Workers>;
-    fn handle(&mut self, _: AttachPublisher, _ctx: &mut Self::Context) -> Option<Workers> {
+    type Result = Option<(Workers, Option<Bus>)>;
+    fn handle(&mut self, _: AttachPublisher, _ctx: &mut Self::Context) -> Self::Result {
         if self.stopping {
             return None;
         }
         self.publishers += 1;
-        Some(self.shared.clone())
+        Some((self.shared.clone(), self.bus.clone()))
     }
 }
 
@@ -214,6 +265,9 @@ impl Handler<DetachPublisher> for Room {
 impl Handler<Publish> for Room {
     type Result = ();
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
+        if let Some(bus) = &self.bus {
+            bus_publish(bus, &self.key.to_string(), &msg.0);
+        }
         for (worker, _) in &self.workers {
             worker.do_send(LocalPublish {
                 key: self.key,
@@ -239,6 +293,53 @@ struct RoomStopped {
 #[derive(Default)]
 pub struct RoomSupervisor {
     rooms: HashMap<RoomKey, Addr<Room>>,
+    /// The cluster bus (`redis.url` set), none on a single node.
+    bus: Option<Bus>,
+}
+
+impl RoomSupervisor {
+    /// A supervisor whose rooms reach the other nodes through `bus`.
+    pub fn with_bus(bus: Option<Bus>) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            bus,
+        }
+    }
+}
+
+/// Relay `sub` (another node's frames for `key`) to the worker fan-outs
+/// holding the room's members; frames this node published are skipped
+/// (its members had them already).
+async fn relay(key: RoomKey, mut sub: Subscription, own: bytes::Bytes, workers: Workers) {
+    while let Some(msg) = sub.recv().await {
+        if msg.origin == own {
+            continue;
+        }
+        let frame = remote_frame(key, msg.frame);
+        let Ok(workers) = workers.read() else {
+            return;
+        };
+        for worker in workers.iter() {
+            worker.do_send(LocalPublish {
+                key,
+                frame: frame.clone(),
+            });
+        }
+    }
+}
+
+/// A frame from the bus, with the queue class the publisher gave it: a
+/// vehicle's `loc` coalesces under the vehicle id (see `device.rs`).
+fn remote_frame(key: RoomKey, bytes: bytes::Bytes) -> Frame {
+    const LOC: &[u8] = b"42/app,[\"loc\",";
+    let frame = Frame::engine_text(bytes);
+    match key {
+        RoomKey::Vehicle(id) if frame.text.as_str().as_bytes().starts_with(LOC) => Frame {
+            class: FrameClass::Coalesce(id as u64),
+            ..frame
+        },
+        _ => frame,
+    }
 }
 
 impl Actor for RoomSupervisor {
@@ -265,6 +366,8 @@ impl Handler<GetRoom> for RoomSupervisor {
             publishers: 0,
             supervisor: ctx.address(),
             stopping: false,
+            bus: self.bus.clone(),
+            relay: None,
         }
         .start();
         self.rooms.insert(msg.0, room.clone());
@@ -327,11 +430,13 @@ pub async fn attach_publisher(
 ) -> Option<RoomHandle> {
     for _ in 0..8 {
         let room = supervisor.send(GetRoom(key)).await.ok()?;
-        if let Ok(Some(workers)) = room.send(AttachPublisher).await {
+        if let Ok(Some((workers, bus))) = room.send(AttachPublisher).await {
             return Some(RoomHandle {
                 key,
                 addr: room,
                 workers,
+                bus,
+                topic: key.to_string().into(),
             });
         }
     }
@@ -448,5 +553,23 @@ impl Handler<LocalPublish> for WorkerFanout {
     type Result = ();
     fn handle(&mut self, msg: LocalPublish, _ctx: &mut Self::Context) {
         deliver_local(msg.key, &msg.frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_loc_frame_coalesces_like_a_local_one() {
+        let loc = Frame::event("/app", "loc", b"{}");
+        let remote = remote_frame(RoomKey::Vehicle(7), bytes::Bytes::from(loc.text));
+        assert_eq!(remote.class, FrameClass::Coalesce(7));
+        let status = Frame::event("/app", "status", b"{}");
+        let remote = remote_frame(RoomKey::Vehicle(7), bytes::Bytes::from(status.text));
+        assert_eq!(remote.class, FrameClass::Keep);
+        let loc = Frame::event("/app", "loc", b"{}");
+        let remote = remote_frame(RoomKey::User(7), bytes::Bytes::from(loc.text));
+        assert_eq!(remote.class, FrameClass::Keep);
     }
 }
