@@ -349,7 +349,7 @@ config! {
 
     /// Redis joins the nodes of a cluster.
     redis: RedisConfig {
-        /// `redis://HOST:PORT`; unset runs a single node with an in-process bus.
+        /// `redis://HOST:PORT` (Redis >= 7): rooms reach the other nodes through it; unset runs a single node.
         url: Option<String> = None,
     }
 
