@@ -208,7 +208,16 @@ async fn readyz_reports_a_database_that_stopped_answering() {
               WHERE datname = '{name}' AND pid <> pg_backend_pid();"
         ))
         .unwrap();
-    let r = api.send(Method::GET, "/readyz", None, None).await;
+    // pg_terminate_backend only signals: a pooled connection may answer
+    // once more before its backend is gone. Bounded wait for the 503.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let r = loop {
+        let r = api.send(Method::GET, "/readyz", None, None).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     r.assert_error(503, "database_unavailable");
     assert!(r.headers.get("retry-after").is_some());
     // Liveness is not readiness: the process still serves.
