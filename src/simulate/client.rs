@@ -261,6 +261,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Source addresses to spread over (127.0.0.2..); 0 = the OS chooses.
     pub source_addrs: u32,
+    /// `HOST[:PORT]` as given in the URL (the `Host` header of requests).
+    pub authority: String,
 }
 
 impl Target {
@@ -293,6 +295,7 @@ impl Target {
             ),
             addr,
             source_addrs: 0,
+            authority: authority.as_str().to_string(),
         })
     }
 

@@ -423,7 +423,11 @@ pub async fn run(opts: SimulateOptions) -> anyhow::Result<VideoReport> {
     let deadline = began + opts.hard_timeout();
     let path = opts.video.video_file.clone().unwrap_or_default();
     let fixture = Arc::new(Fixture::load(&path)?);
-    let (http, http_authority) = resolve_http(&opts.url).await?;
+    let super::client::Target {
+        addr: http,
+        authority: http_authority,
+        ..
+    } = super::client::Target::resolve(&opts.url).await?;
     let rtmp_base = opts
         .video
         .rtmp_url
@@ -460,30 +464,6 @@ pub async fn run(opts: SimulateOptions) -> anyhow::Result<VideoReport> {
             ..Default::default()
         }),
     }
-}
-
-async fn resolve_http(base: &str) -> anyhow::Result<(SocketAddr, String)> {
-    let uri: hyper::Uri = base
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--url {base:?}: {e}"))?;
-    anyhow::ensure!(
-        uri.scheme_str() == Some("http"),
-        "--url {base:?}: only http:// URLs are supported"
-    );
-    let authority = uri
-        .authority()
-        .ok_or_else(|| anyhow::anyhow!("--url {base:?}: no host"))?;
-    let host_port = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
-    let addr = tokio::net::lookup_host(&host_port)
-        .await
-        .with_context(|| format!("resolving {host_port}"))?
-        .next()
-        .with_context(|| format!("{host_port} resolves to no address"))?;
-    Ok((addr, authority.as_str().to_string()))
 }
 
 async fn resolve_rtmp(base: &str) -> anyhow::Result<SocketAddr> {
