@@ -56,13 +56,26 @@ impl LiveQuota {
 pub struct Usage {
     db: Db,
     pending: Mutex<Pending>,
+    /// Per vehicle: when read, the month, stored live seconds and the
+    /// plan's limit. HLS players ask for the quota with every playlist
+    /// poll; this spares the database those reads. Cleared by every flush
+    /// (stored seconds change then); entries live [`QUOTA_CACHE`].
+    stored: Mutex<HashMap<i64, StoredQuota>>,
 }
+
+/// When read, the month (UTC first, ms), stored live seconds, the plan's
+/// limit in seconds.
+type StoredQuota = (std::time::Instant, i64, i64, Option<i64>);
+
+/// How long stored live seconds and a plan limit are reused.
+const QUOTA_CACHE: Duration = Duration::from_secs(5);
 
 impl Usage {
     pub fn new(db: Db) -> Self {
         Self {
             db,
             pending: Mutex::new(Pending::default()),
+            stored: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,6 +145,9 @@ impl Usage {
                 }
             }
         }
+        if let Ok(mut m) = self.stored.lock() {
+            m.clear();
+        }
         result
     }
 
@@ -151,15 +167,32 @@ impl Usage {
     /// Live seconds `vehicle` used this month against its plan.
     pub async fn live_quota(&self, vehicle: i64) -> Result<LiveQuota, DbError> {
         let month = month_start_ms(now_ms());
-        let (stored, plan) = self
-            .db
-            .run(move |c| {
-                Ok((
-                    q::live_seconds_since(c, vehicle, month)?,
-                    q::plan_of(c, vehicle)?,
-                ))
-            })
-            .await?;
+        let cached = self.stored.lock().ok().and_then(|m| {
+            m.get(&vehicle)
+                .filter(|(at, m, _, _)| *m == month && at.elapsed() < QUOTA_CACHE)
+                .map(|&(_, _, stored, limit)| (stored, limit))
+        });
+        let (stored, limit) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (stored, plan) = self
+                    .db
+                    .run(move |c| {
+                        Ok((
+                            q::live_seconds_since(c, vehicle, month)?,
+                            q::plan_of(c, vehicle)?,
+                        ))
+                    })
+                    .await?;
+                let limit = plan
+                    .map(|p| i64::from(p.live_minutes_per_month) * 60)
+                    .filter(|l| *l > 0);
+                if let Ok(mut m) = self.stored.lock() {
+                    m.insert(vehicle, (std::time::Instant::now(), month, stored, limit));
+                }
+                (stored, limit)
+            }
+        };
         let pending_ms: u64 = match self.pending.lock() {
             Ok(p) => p
                 .live_ms
@@ -169,9 +202,6 @@ impl Usage {
                 .sum(),
             Err(_) => 0,
         };
-        let limit = plan
-            .map(|p| i64::from(p.live_minutes_per_month) * 60)
-            .filter(|l| *l > 0);
         Ok(LiveQuota {
             used_seconds: stored + i64::try_from(pending_ms / 1000).unwrap_or(i64::MAX),
             limit_seconds: limit,
