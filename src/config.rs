@@ -351,6 +351,9 @@ config! {
     redis: RedisConfig {
         /// `redis://HOST:PORT` (Redis >= 7): rooms reach the other nodes through it; unset runs a single node.
         url: Option<String> = None,
+        /// Seed nodes of a Redis Cluster (Redis >= 7), comma-separated
+        /// `redis://HOST:PORT`; set instead of `redis.url` to run on a cluster.
+        cluster_nodes: Vec<String> = Vec::new(),
     }
 
     /// This node.
@@ -361,6 +364,12 @@ config! {
         /// Where other nodes reach this node's HTTP (unset: derived from
         /// `http.listen`).
         advertise_url: Option<String> = None,
+        /// Shared secret nodes present to each other (internal stream pulls);
+        /// the same on every node. Unset: derived from the JWT secret.
+        cluster_secret: Option<String> = None => secret,
+        /// Seconds a device's presence (and a node's liveness) lasts in Redis
+        /// without a refresh; a dead node's devices go offline within it.
+        presence_ttl_secs: u64 = 30,
         /// Folder for the node's own files (the generated JWT secret).
         data_dir: String = "./data".into(),
     }
@@ -428,7 +437,7 @@ config! {
     }
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())

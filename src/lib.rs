@@ -32,6 +32,7 @@
 pub mod actors;
 pub mod auth;
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::actors::{Hub, RoomSupervisor};
 use crate::auth::{AuthLimiter, JwtKeys};
-use crate::bus::{Bus, RedisBus, RedisTarget};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState, Shared};
@@ -37,6 +37,8 @@ pub struct Node {
     pub db: Db,
     pub jwt: JwtKeys,
     pub ingest: IngestWriter,
+    /// The JWT secret (the cluster secret derives from it when unset).
+    pub secret: String,
 }
 
 impl Node {
@@ -60,6 +62,7 @@ impl Node {
             db,
             jwt,
             ingest,
+            secret,
         })
     }
 }
@@ -100,20 +103,19 @@ pub async fn serve_with(
         .await
         .context("node start-up task")??;
     let Node {
-        config,
+        mut config,
         db,
         jwt,
         ingest,
+        secret,
     } = node;
+    let advertise_url = advertise_url(&config, addr);
+    config.node.advertise_url = Some(advertise_url.clone());
     let rooms_arbiter = actix_rt::Arbiter::new();
-    // The cluster bus: only with Redis; a single node has no bus hop.
-    let bus = match &config.redis.url {
-        Some(url) => Some(Bus::Redis(
-            RedisBus::new(&config.node.id, RedisTarget::Single(url.clone()))
-                .context("starting the Redis bus")?,
-        )),
-        None => None,
-    };
+    // The cluster: only with Redis; a single node has no bus hop.
+    let cluster = Cluster::start(&config, &secret, advertise_url).context("joining the cluster")?;
+    drop(secret);
+    let bus = cluster.as_ref().map(|c| c.bus.clone());
     let rooms = RoomSupervisor::start_in_arbiter(&rooms_arbiter.handle(), move |_| {
         RoomSupervisor::with_bus(bus)
     });
@@ -123,6 +125,7 @@ pub async fn serve_with(
         ingest.clone(),
         jwt.clone(),
         rooms,
+        cluster,
     ));
     let sio = crate::actors::socketio(hub.clone());
     let metrics = Metrics::new().context("creating metrics")?;
@@ -215,6 +218,25 @@ pub async fn serve_with(
     let _ = tokio::task::spawn_blocking(move || rooms_arbiter.join()).await;
     tracing::info!("stopped");
     result
+}
+
+/// `node.advertise_url`, or `http://` and the address really bound (the
+/// host name when bound to every interface).
+fn advertise_url(config: &Config, bound: std::net::SocketAddr) -> String {
+    if let Some(url) = config
+        .node
+        .advertise_url
+        .as_ref()
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty())
+    {
+        return url.to_string();
+    }
+    if bound.ip().is_unspecified() {
+        format!("http://{}:{}", crate::config::host_name(), bound.port())
+    } else {
+        format!("http://{bound}")
+    }
 }
 
 /// Periodic upkeep: forget recovered rate-limit keys, delete refresh

@@ -57,6 +57,8 @@ pub struct Hub {
     pub stats: HubStats,
     /// Live-video data usage and the plans' live minutes.
     pub usage: std::sync::Arc<crate::media::usage::Usage>,
+    /// The other nodes (None on a single node).
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     app_sessions: Mutex<HashMap<i64, u32>>,
     next_command: AtomicU64,
 }
@@ -68,6 +70,7 @@ impl Hub {
         ingest: IngestWriter,
         jwt: JwtKeys,
         rooms: Addr<RoomSupervisor>,
+        cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
             usage: std::sync::Arc::new(crate::media::usage::Usage::new(db.clone())),
@@ -76,6 +79,7 @@ impl Hub {
             ingest,
             jwt,
             rooms,
+            cluster,
             presence: Presence::default(),
             stats: HubStats::default(),
             app_sessions: Mutex::new(HashMap::new()),

@@ -31,8 +31,18 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let db = state.db.clone();
     let ping = tokio::task::spawn_blocking(move || db.ping());
+    let redis = state.hub.cluster.as_ref().map(|c| c.redis_up());
     match tokio::time::timeout(Duration::from_secs(3), ping).await {
-        Ok(Ok(Ok(()))) => Ok(axum::Json(json!({"status": "ready", "database": "ok"}))),
+        Ok(Ok(Ok(()))) => match redis {
+            None => Ok(axum::Json(json!({"status": "ready", "database": "ok"}))),
+            Some(true) => Ok(axum::Json(
+                json!({"status": "ready", "database": "ok", "redis": "ok"}),
+            )),
+            Some(false) => Err(ApiError::unavailable(
+                "redis_unavailable",
+                "Redis is not reachable: this node delivers locally only",
+            )),
+        },
         Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "readiness: database not answering");
             Err(ApiError::unavailable(

@@ -1,0 +1,109 @@
+//! What joins the nodes of a cluster (`redis.url` or `redis.cluster_nodes`
+//! set): the [`Bus`] for room frames and node-to-node messages, a Redis
+//! command connection ([`RedisConn`]) for shared state (device presence,
+//! the live-stream registry), this node's identity and the cluster secret
+//! nodes present to each other.
+//!
+//! A single node has no [`Cluster`] at all (`Hub::cluster` is `None`): no
+//! Redis, no bus hop.
+
+pub mod redis_conn;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::bus::{Bus, BusStatus, RedisBus, RedisTarget};
+use crate::config::Config;
+pub use redis_conn::RedisConn;
+
+/// Header carrying the cluster secret on node-to-node HTTP requests.
+pub const SECRET_HEADER: &str = "x-roadhub-cluster-secret";
+
+/// This node's view of the cluster.
+pub struct Cluster {
+    /// `node.id`.
+    pub node_id: String,
+    /// Where other nodes reach this node's HTTP (`node.advertise_url`).
+    pub advertise_url: String,
+    /// Room frames and node-to-node messages.
+    pub bus: Bus,
+    /// Shared state in Redis.
+    pub redis: Arc<RedisConn>,
+    /// How long presence entries live without a refresh.
+    pub presence_ttl: Duration,
+    secret: String,
+}
+
+impl Cluster {
+    /// The Redis the configuration names, if any: `redis.cluster_nodes`
+    /// (a Redis Cluster) or `redis.url` (one server).
+    pub fn target(config: &Config) -> Option<RedisTarget> {
+        let seeds: Vec<String> = config
+            .redis
+            .cluster_nodes
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !seeds.is_empty() {
+            return Some(RedisTarget::Cluster(seeds));
+        }
+        config
+            .redis
+            .url
+            .as_ref()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .map(RedisTarget::Single)
+    }
+
+    /// Join the cluster the configuration names (None for a single node).
+    /// `jwt_secret` derives the cluster secret when `node.cluster_secret`
+    /// is unset (every node of a cluster shares the JWT secret anyway).
+    /// `advertise_url` is `node.advertise_url` already resolved.
+    /// Must run inside a tokio runtime (the bus driver is spawned).
+    pub fn start(
+        config: &Config,
+        jwt_secret: &str,
+        advertise_url: String,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        let Some(target) = Self::target(config) else {
+            return Ok(None);
+        };
+        let bus = Bus::Redis(
+            RedisBus::new(&config.node.id, target.clone())
+                .map_err(|e| anyhow::anyhow!("starting the Redis bus: {e}"))?,
+        );
+        let secret = match &config.node.cluster_secret {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => hex::encode(Sha256::digest(
+                format!("roadhub-cluster-secret:{jwt_secret}").as_bytes(),
+            )),
+        };
+        Ok(Some(Arc::new(Self {
+            node_id: config.node.id.clone(),
+            advertise_url,
+            bus,
+            redis: Arc::new(RedisConn::new(target)),
+            presence_ttl: Duration::from_secs(config.node.presence_ttl_secs.max(3)),
+            secret,
+        })))
+    }
+
+    /// The secret to send in [`SECRET_HEADER`].
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Whether `presented` is the cluster secret (constant time).
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        crate::util::secure_eq(presented, &self.secret)
+    }
+
+    /// Whether Redis is reachable (the bus's view).
+    pub fn redis_up(&self) -> bool {
+        self.bus.status() != BusStatus::Disconnected
+    }
+}
