@@ -171,6 +171,7 @@ macro_rules! config {
             }
 
             /// Every key with its type, default and doc, in declaration order.
+            #[allow(clippy::vec_init_then_push)]
             pub fn reference() -> Vec<KeyDoc> {
                 let defaults = Config::default();
                 let mut out: Vec<KeyDoc> = Vec::with_capacity(64);
