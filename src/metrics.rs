@@ -38,6 +38,14 @@ pub struct LiveMetrics {
     pub dropped_viewers: prometheus::IntCounter,
     /// Publish attempts refused (bad key, bad token).
     pub publish_refused: prometheus::IntCounter,
+    /// Internal pulls served to other nodes' edges (`/internal/live`).
+    pub internal_pulls: prometheus::IntCounter,
+    /// Edge pulls this node started from another node (the origin).
+    pub edge_pulls: prometheus::IntCounter,
+    /// Edge pulls running now.
+    pub edge_pulls_active: prometheus::IntGauge,
+    /// Media bytes received by edge pulls (not in `bytes_in`).
+    pub edge_bytes_in: prometheus::IntCounter,
 }
 
 impl LiveMetrics {
@@ -78,6 +86,22 @@ impl LiveMetrics {
                 "roadhub_live_publish_refused_total",
                 "Publish attempts refused (bad stream key or token)",
             )?,
+            internal_pulls: prometheus::IntCounter::new(
+                "roadhub_live_internal_pulls_total",
+                "Streams served to other nodes' edge pulls",
+            )?,
+            edge_pulls: prometheus::IntCounter::new(
+                "roadhub_live_edge_pulls_total",
+                "Edge pulls started from the stream's origin node",
+            )?,
+            edge_pulls_active: prometheus::IntGauge::new(
+                "roadhub_live_edge_pulls",
+                "Edge pulls running",
+            )?,
+            edge_bytes_in: prometheus::IntCounter::new(
+                "roadhub_live_edge_bytes_in_total",
+                "Media bytes received by edge pulls from origin nodes",
+            )?,
         };
         registry.register(Box::new(live.streams.clone()))?;
         registry.register(Box::new(live.publishers.clone()))?;
@@ -87,7 +111,11 @@ impl LiveMetrics {
         registry.register(Box::new(live.keyframe_skips.clone()))?;
         registry.register(Box::new(live.dropped_viewers.clone()))?;
         registry.register(Box::new(live.publish_refused.clone()))?;
-        for protocol in ["flv", "ws-flv", "hls"] {
+        registry.register(Box::new(live.internal_pulls.clone()))?;
+        registry.register(Box::new(live.edge_pulls.clone()))?;
+        registry.register(Box::new(live.edge_pulls_active.clone()))?;
+        registry.register(Box::new(live.edge_bytes_in.clone()))?;
+        for protocol in ["flv", "ws-flv", "hls", "internal"] {
             live.viewers.with_label_values(&[protocol]).set(0);
             live.bytes_out.with_label_values(&[protocol]).reset();
         }

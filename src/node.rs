@@ -143,6 +143,12 @@ pub async fn serve_with(
     live.set_usage(usage.clone());
     let ondemand = OnDemand::new(hub.clone(), live.clone(), usage.clone());
     live.set_activator(ondemand.clone());
+    // Live video across nodes: the stream registry and edge pulls.
+    if let Some(cluster) = hub.cluster.clone() {
+        let registry = crate::media::edge::Registry::new(cluster);
+        live.set_origin_hook(Arc::new(registry.clone()));
+        ondemand.set_edge(crate::media::edge::Edge::new(registry, live.clone()));
+    }
     let usage_flusher = actix_rt::spawn(
         usage
             .clone()

@@ -6,6 +6,7 @@
 //! | the same with `Upgrade: websocket` | WebSocket-FLV: each binary message carries FLV bytes |
 //! | `GET /live/{vehicle_id}-{channel}/index.m3u8?token=` | HLS media playlist (RFC 8216) |
 //! | `GET /live/{vehicle_id}-{channel}/{seq}.ts?token=` | an MPEG-TS segment from memory |
+//! | `GET /internal/live/{vehicle_id}-{channel}.flv` | node to node: HTTP-FLV of a stream published *here*, for another node's edge pull (cluster secret header) |
 //!
 //! The token is the owner's access token, in the query (players cannot set
 //! headers) or as `Authorization: Bearer`. No token or an invalid one: 401;
@@ -39,12 +40,74 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use crate::db::queries::vehicles;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::media::stream::{LiveError, StreamKey, Viewer, ViewerKind};
+use crate::media::stream::{EDGE_PROTOCOL, LiveError, StreamKey, Viewer, ViewerKind};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/live/{file}", get(flv))
         .route("/live/{key}/{file}", get(hls))
+        .route("/internal/live/{file}", get(internal_flv))
+}
+
+/// `GET /internal/live/{key}.flv`: another node's edge pull. Only in a
+/// cluster (else 404), only with the cluster secret in
+/// [`SECRET_HEADER`](crate::cluster::SECRET_HEADER) (else 401
+/// `bad_cluster_secret`), only for a stream with an origin publisher on
+/// this node (else 404 at once: it never starts a source or an edge pull of
+/// its own, so pulls cannot loop). HTTP-FLV like a viewer: headers and GOP
+/// cache first, then live, written as it comes.
+async fn internal_flv(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let presented = headers
+        .get(crate::cluster::SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    match internal_inner(&state, &file, &presented).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn internal_inner(
+    state: &AppState,
+    file: &str,
+    presented: &str,
+) -> Result<Response, ApiError> {
+    let Some(cluster) = state.hub.cluster.as_ref() else {
+        return Err(ApiError::not_found("not in a cluster"));
+    };
+    if presented.is_empty() || !cluster.secret_matches(presented) {
+        return Err(ApiError::unauthorized(
+            "bad_cluster_secret",
+            "the cluster secret is missing or wrong",
+        ));
+    }
+    let key = file
+        .strip_suffix(".flv")
+        .and_then(StreamKey::parse)
+        .ok_or_else(stream_not_found)?;
+    match state.live.publisher_protocol(&key).await {
+        Some(p) if p != EDGE_PROTOCOL => {}
+        _ => return Err(stream_not_found()),
+    }
+    let viewer = state.live.play_now(&key, ViewerKind::Internal).await?;
+    state.live.metrics().internal_pulls.inc();
+    tracing::info!(stream = %key, "serving an edge pull");
+    let body = futures_util::stream::unfold((viewer, None), |(viewer, mut last)| async move {
+        let bytes = viewer
+            .next_batch(MAX_BATCH, std::time::Duration::ZERO, &mut last)
+            .await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(bytes), (viewer, last)))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "video/x-flv")
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .body(Body::from_stream(body))
+        .map_err(|_| ApiError::internal())
 }
 
 impl From<LiveError> for ApiError {

@@ -496,9 +496,130 @@ impl Iterator for FileReader {
     }
 }
 
+/// Reads FLV tags from a byte stream arriving in pieces (an HTTP-FLV body):
+/// [`feed`](StreamReader::feed) bytes, then take complete tags with
+/// [`next_tag`](StreamReader::next_tag). The file header is checked first;
+/// a tag body is bounded by the format (16 MiB - 1).
+#[derive(Debug, Default)]
+pub struct StreamReader {
+    buf: BytesMut,
+    header: Option<FileHeader>,
+}
+
+impl StreamReader {
+    pub fn new() -> StreamReader {
+        StreamReader::default()
+    }
+
+    /// Append received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The file header, once read.
+    pub fn header(&self) -> Option<FileHeader> {
+        self.header
+    }
+
+    /// Bytes received and not yet taken as a tag.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete tag; `Ok(None)` until more bytes arrive; an error
+    /// for a stream that is not FLV (the reader is then of no further use).
+    pub fn next_tag(&mut self) -> Result<Option<RawTag>> {
+        if self.header.is_none() {
+            if self.buf.len() < 9 {
+                return Ok(None);
+            }
+            if &self.buf[..3] != b"FLV" || self.buf[3] != 1 {
+                return Err(MediaError::Invalid("FLV signature"));
+            }
+            let offset =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            if !(9..=1024).contains(&offset) {
+                return Err(MediaError::Invalid("FLV DataOffset"));
+            }
+            // The header, anything up to the offset, and PreviousTagSize0.
+            if self.buf.len() < offset + 4 {
+                return Ok(None);
+            }
+            let flags = self.buf[4];
+            self.header = Some(FileHeader {
+                has_audio: flags & 0x04 != 0,
+                has_video: flags & 0x01 != 0,
+            });
+            let _ = self.buf.split_to(offset + 4);
+        }
+        let Some(h) = self.buf.get(..TAG_HEADER_LEN) else {
+            return Ok(None);
+        };
+        if h[0] & 0x20 != 0 {
+            return Err(MediaError::Unsupported("encrypted FLV tag".into()));
+        }
+        let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+        let timestamp_ms = (u32::from(h[7]) << 24)
+            | (u32::from(h[4]) << 16)
+            | (u32::from(h[5]) << 8)
+            | u32::from(h[6]);
+        let tag_type = h[0] & 0x1F;
+        let total = TAG_HEADER_LEN + size + 4;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let mut tag = self.buf.split_to(total).freeze();
+        let body = tag.split_off(TAG_HEADER_LEN).slice(..size);
+        Ok(Some(RawTag {
+            tag_type,
+            timestamp_ms,
+            body,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_reader_takes_tags_fed_in_pieces() {
+        let mut file = BytesMut::new();
+        file.extend_from_slice(&file_header(true, true));
+        file.extend_from_slice(&encode_tag(tag_type::VIDEO, 0x0100_0002, &[1, 2, 3]));
+        file.extend_from_slice(&encode_tag(tag_type::AUDIO, 40, &[]));
+        file.extend_from_slice(&encode_tag(tag_type::SCRIPT, 0, &[9; 300]));
+        let file = file.freeze();
+        for step in [1, 2, 7, 11, 64, file.len()] {
+            let mut r = StreamReader::new();
+            let mut tags = Vec::new();
+            for piece in file.chunks(step) {
+                r.feed(piece);
+                while let Some(tag) = r.next_tag().unwrap() {
+                    tags.push(tag);
+                }
+            }
+            assert_eq!(r.buffered(), 0, "step {step}");
+            assert_eq!(
+                r.header(),
+                Some(FileHeader {
+                    has_audio: true,
+                    has_video: true
+                })
+            );
+            assert_eq!(tags.len(), 3, "step {step}");
+            assert_eq!(tags[0].tag_type, tag_type::VIDEO);
+            assert_eq!(tags[0].timestamp_ms, 0x0100_0002);
+            assert_eq!(&tags[0].body[..], &[1, 2, 3]);
+            assert_eq!(tags[1].timestamp_ms, 40);
+            assert!(tags[1].body.is_empty());
+            assert_eq!(tags[2].body.len(), 300);
+        }
+        let mut r = StreamReader::new();
+        r.feed(b"HTTP/1.1 200 OK\r\n");
+        assert!(r.next_tag().is_err());
+    }
 
     fn avc_config() -> VideoConfig {
         VideoConfig::Avc(AvcConfig::parse(crate::media::frame::tests::avcc_320x240()).unwrap())

@@ -44,6 +44,7 @@
 //!   with retry and a state watch. The only module here that does I/O.
 
 pub mod amf0;
+pub mod edge;
 pub mod flv;
 pub mod frame;
 pub mod h264;

@@ -29,7 +29,7 @@
 //! ([`crate::media::usage`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -40,6 +40,7 @@ use crate::actors::Hub;
 use crate::actors::device::SendCommand;
 use crate::db::queries::channels;
 use crate::error::ApiError;
+use crate::media::edge::Edge;
 use crate::media::flv::FlvPayload;
 use crate::media::rtsp::{MediaSink, PullHandle, PullOptions, PullState, RtspPuller, RtspSource};
 use crate::media::stream::{Publisher, PublisherInfo, StreamActivator, StreamKey, Streams};
@@ -115,6 +116,8 @@ pub struct OnDemand {
     usage: Arc<Usage>,
     rtsp: PullOptions,
     state: Mutex<State>,
+    /// Edge pulls from other nodes (in a cluster).
+    edge: OnceLock<Arc<Edge>>,
 }
 
 impl OnDemand {
@@ -126,7 +129,14 @@ impl OnDemand {
             usage,
             rtsp,
             state: Mutex::new(State::default()),
+            edge: OnceLock::new(),
         })
+    }
+
+    /// In a cluster: a stream published on another node is pulled from
+    /// there before any local source is tried.
+    pub fn set_edge(&self, edge: Arc<Edge>) {
+        let _ = self.edge.set(edge);
     }
 
     fn start_timeout(&self) -> Duration {
@@ -153,6 +163,11 @@ impl OnDemand {
             return self.pull(key, None).await;
         }
         if self.streams.is_published(key).await {
+            return Ok(());
+        }
+        if let Some(edge) = self.edge.get()
+            && edge.prepare(key).await?
+        {
             return Ok(());
         }
         let (vehicle, name) = (key.vehicle_id, key.channel.clone());
@@ -334,6 +349,9 @@ impl OnDemand {
 
     /// Stop every pull (node shutdown).
     pub fn stop_all(&self) {
+        if let Some(edge) = self.edge.get() {
+            edge.stop_all();
+        }
         if let Ok(mut s) = self.state.lock() {
             for (_, pull) in s.pulls.drain() {
                 pull.handle.stop();
@@ -348,12 +366,16 @@ impl StreamActivator for OnDemand {
             return false;
         };
         s.pulls.contains_key(key)
+            || self.edge.get().is_some_and(|e| e.pulling(key))
             || s.device_starts
                 .get(key)
                 .is_some_and(|at| at.elapsed() < self.start_timeout())
     }
 
     fn idle(&self, key: &StreamKey) {
+        if self.edge.get().is_some_and(|e| e.idle(key)) {
+            return;
+        }
         let pull = self.state.lock().ok().and_then(|mut s| {
             s.device_starts.remove(key);
             s.pulls.remove(key)

@@ -78,6 +78,12 @@ impl fmt::Display for StreamKey {
     }
 }
 
+/// The protocol of an edge pull: a stream published on another node of the
+/// cluster, relayed here ([`crate::media::edge`]). Such a publisher is not
+/// an origin: it is not registered, not counted as device traffic or live
+/// time, and not served to other nodes.
+pub const EDGE_PROTOCOL: &str = "edge";
+
 /// Who publishes (for logs).
 #[derive(Debug, Clone)]
 pub struct PublisherInfo {
@@ -92,6 +98,8 @@ pub enum ViewerKind {
     Flv,
     WsFlv,
     Hls,
+    /// Another node's edge pull (`GET /internal/live/{key}.flv`).
+    Internal,
 }
 
 impl ViewerKind {
@@ -100,6 +108,7 @@ impl ViewerKind {
             ViewerKind::Flv => "flv",
             ViewerKind::WsFlv => "ws-flv",
             ViewerKind::Hls => "hls",
+            ViewerKind::Internal => "internal",
         }
     }
 }
@@ -124,6 +133,16 @@ pub trait StreamActivator: Send + Sync + 'static {
     fn idle(&self, key: &StreamKey) {
         let _ = key;
     }
+}
+
+/// Told when a stream gets its first origin publisher on this node (RTMP,
+/// RTSP pull: anything but [`EDGE_PROTOCOL`]) and when it has none any more
+/// (the publisher left, was replaced by an edge pull, or the stream ended).
+/// Called on the media arbiter; must not block. The cluster's stream
+/// registry plugs in here.
+pub trait OriginHook: Send + Sync + 'static {
+    fn origin_started(&self, key: &StreamKey);
+    fn origin_ended(&self, key: &StreamKey);
 }
 
 /// The default activator: streams exist only while something publishes.
@@ -153,6 +172,8 @@ struct Shared {
     metrics: LiveMetrics,
     /// Data usage (bytes in, live seconds) per vehicle, when accounted.
     usage: RwLock<Option<Arc<Usage>>>,
+    /// The stream registry, in a cluster.
+    origin_hook: RwLock<Option<Arc<dyn OriginHook>>>,
 }
 
 /// The node's live streams. Cheap to clone.
@@ -170,6 +191,7 @@ impl Streams {
             activator: RwLock::new(Arc::new(NoActivator)),
             metrics,
             usage: RwLock::new(None),
+            origin_hook: RwLock::new(None),
         });
         let sup_shared = shared.clone();
         let supervisor = StreamSupervisor::start_in_arbiter(arbiter, move |_| StreamSupervisor {
@@ -191,6 +213,13 @@ impl Streams {
     pub fn set_usage(&self, usage: Arc<Usage>) {
         if let Ok(mut u) = self.shared.usage.write() {
             *u = Some(usage);
+        }
+    }
+
+    /// Report origin publishers (not edge pulls) to `hook`.
+    pub fn set_origin_hook(&self, hook: Arc<dyn OriginHook>) {
+        if let Ok(mut h) = self.shared.origin_hook.write() {
+            *h = Some(hook);
         }
     }
 
@@ -239,7 +268,12 @@ impl Streams {
                     key,
                     kicked: Some(kicked),
                     bytes_in: self.shared.metrics.bytes_in.clone(),
-                    usage: self.shared.usage.read().ok().and_then(|u| u.clone()),
+                    // An edge pull's bytes are the origin's to count.
+                    usage: if info.protocol == EDGE_PROTOCOL {
+                        None
+                    } else {
+                        self.shared.usage.read().ok().and_then(|u| u.clone())
+                    },
                     usage_kind: if info.protocol == "rtsp" {
                         usage::kind::RTSP_IN
                     } else {
@@ -311,6 +345,21 @@ impl Streams {
     /// sequence headers and GOP cache at once, then the live tags.
     pub async fn play(&self, key: &StreamKey, kind: ViewerKind) -> Result<Viewer, LiveError> {
         self.wait_for(key, || self.try_play(key, kind)).await
+    }
+
+    /// Play `key` only if it exists now: no activator, no wait (the
+    /// internal endpoint serving other nodes' edge pulls).
+    pub async fn play_now(&self, key: &StreamKey, kind: ViewerKind) -> Result<Viewer, LiveError> {
+        self.try_play(key, kind).await?.ok_or(LiveError::NotFound)
+    }
+
+    /// The protocol of `key`'s publisher now (`rtmp`, `rtsp`,
+    /// [`EDGE_PROTOCOL`], ...); `None` without one.
+    pub async fn publisher_protocol(&self, key: &StreamKey) -> Option<&'static str> {
+        match self.get(key, false).await {
+            Ok(Some(stream)) => stream.send(PublisherProtocol).await.ok().flatten(),
+            _ => None,
+        }
     }
 
     /// Whether `key` has a stream (published or in its grace period).
@@ -646,6 +695,7 @@ impl Handler<GetStream> for StreamSupervisor {
             hls_clients: HashMap::new(),
             stopping: false,
             live_tick: Instant::now(),
+            origin: false,
         }
         .start();
         self.streams.insert(msg.key, stream.clone());
@@ -673,6 +723,7 @@ impl Handler<EndAll> for StreamSupervisor {
 
 struct PublisherSlot {
     id: u64,
+    protocol: &'static str,
     /// Dropped (or fired) when this publisher is replaced or the stream
     /// stops.
     _kick: oneshot::Sender<()>,
@@ -697,9 +748,27 @@ pub struct Stream {
     stopping: bool,
     /// The previous tick: live time is counted tick to tick while published.
     live_tick: Instant,
+    /// Whether the origin hook was told this node publishes the stream.
+    origin: bool,
 }
 
 impl Stream {
+    /// Tell the origin hook whether this node now has an origin publisher.
+    fn set_origin(&mut self, origin: bool) {
+        if self.origin == origin {
+            return;
+        }
+        self.origin = origin;
+        let hook = self.shared.origin_hook.read().ok().and_then(|h| h.clone());
+        if let Some(hook) = hook {
+            if origin {
+                hook.origin_started(&self.key);
+            } else {
+                hook.origin_ended(&self.key);
+            }
+        }
+    }
+
     fn fan_out(&mut self, chunks: Vec<Chunk>) {
         if chunks.is_empty() || self.viewers.is_empty() {
             return;
@@ -741,7 +810,11 @@ impl Stream {
 
     fn tick(&mut self) {
         let now = Instant::now();
-        if self.publisher.is_some()
+        // An edge pull's live time is counted by its origin.
+        if self
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.protocol != EDGE_PROTOCOL)
             && let Ok(usage) = self.shared.usage.read()
             && let Some(usage) = usage.as_ref()
         {
@@ -792,6 +865,7 @@ impl Stream {
         if self.publisher.take().is_some() {
             self.shared.metrics.publishers.dec();
         }
+        self.set_origin(false);
         self.supervisor.do_send(StreamStopped {
             key: self.key.clone(),
             stream: ctx.address(),
@@ -825,6 +899,7 @@ impl Actor for Stream {
         if self.publisher.take().is_some() {
             self.shared.metrics.publishers.dec();
         }
+        self.set_origin(false);
         tracing::info!(stream = %self.key, "stream stopped");
     }
 }
@@ -841,7 +916,12 @@ impl Handler<AttachPublisher> for Stream {
         self.next_id += 1;
         let id = self.next_id;
         let (kick, kicked) = oneshot::channel();
-        match self.publisher.replace(PublisherSlot { id, _kick: kick }) {
+        let protocol = msg.info.protocol;
+        match self.publisher.replace(PublisherSlot {
+            id,
+            protocol,
+            _kick: kick,
+        }) {
             Some(_) => {
                 tracing::info!(stream = %self.key, protocol = msg.info.protocol, remote = ?msg.info.remote, "publisher replaced by a new one");
             }
@@ -850,6 +930,7 @@ impl Handler<AttachPublisher> for Stream {
                 tracing::info!(stream = %self.key, protocol = msg.info.protocol, remote = ?msg.info.remote, "publisher attached");
             }
         }
+        self.set_origin(protocol != EDGE_PROTOCOL);
         self.core.new_publisher();
         self.last_watched = Instant::now();
         self.idle_notified = false;
@@ -869,6 +950,7 @@ impl Handler<DetachPublisher> for Stream {
         }
         self.publisher = None;
         self.shared.metrics.publishers.dec();
+        self.set_origin(false);
         let grace = Duration::from_secs(self.shared.config.publisher_grace_secs);
         tracing::info!(stream = %self.key, grace_secs = grace.as_secs(), "publisher left");
         self.grace = Some(ctx.run_later(grace, |act, ctx| {
@@ -927,6 +1009,17 @@ impl Handler<AddViewer> for Stream {
         self.last_watched = Instant::now();
         tracing::debug!(stream = %self.key, viewer = id, "viewer joined");
         Some((id, queue))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<&'static str>")]
+struct PublisherProtocol;
+
+impl Handler<PublisherProtocol> for Stream {
+    type Result = Option<&'static str>;
+    fn handle(&mut self, _: PublisherProtocol, _ctx: &mut Self::Context) -> Self::Result {
+        self.publisher.as_ref().map(|p| p.protocol)
     }
 }
 
