@@ -93,6 +93,24 @@ impl Redis {
         }
     }
 
+    /// `GET key` (None when absent).
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut c = redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("GET").arg(key).query(&mut c).unwrap()
+    }
+
+    /// `PTTL key` in ms (-2 when absent, -1 without a TTL).
+    pub fn pttl(&self, key: &str) -> i64 {
+        let mut c = redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("PTTL").arg(key).query(&mut c).unwrap()
+    }
+
     /// How many connections are subscribed to the sharded channel `topic`.
     pub fn shard_subscribers(&self, topic: &str) -> i64 {
         self.try_shard_subscribers(topic).unwrap()

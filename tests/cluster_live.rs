@@ -1,0 +1,238 @@
+//! Live video across nodes: one redis-server, three nodes sharing one
+//! database; ffmpeg publishes to node 1's RTMP, viewers play from nodes 2
+//! and 3 (HTTP-FLV and HLS, read by ffprobe and our FLV reader). Each edge
+//! pulls the stream from node 1 once, however many viewers it has, and
+//! stops when they leave. Every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::live::{Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams};
+use common::redis::Redis;
+use common::{Session, TestServer};
+use futures_util::StreamExt as _;
+
+const SECRET: &str = "cluster-live-test-secret";
+
+fn node(c: &mut roadhub::Config, redis: &Redis, id: &str, db_url: Option<&str>) {
+    c.redis.url = Some(redis.url());
+    c.node.id = id.into();
+    c.node.cluster_secret = Some(SECRET.into());
+    c.auth.jwt_secret = Some("cluster-live-test-jwt-".repeat(3));
+    c.live.idle_timeout_secs = 2;
+    c.live.publisher_grace_secs = 2;
+    if let Some(url) = db_url {
+        c.database.url = url.to_owned();
+    }
+}
+
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} not in the metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// Wait (up to `within`) until `f` answers true.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn flv_url(server: &TestServer, key: &str, owner: &Session) -> String {
+    format!("{}/live/{key}.flv?token={}", server.base, owner.access)
+}
+
+/// Read an HTTP-FLV body for `dur`.
+async fn read_flv(url: String, dur: Duration) -> FlvReader {
+    let res = reqwest::get(&url).await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    let mut body = res.bytes_stream();
+    let mut reader = FlvReader::default();
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Some(Ok(b))) = tokio::time::timeout_at(deadline, body.next()).await {
+        reader.feed(&b);
+    }
+    reader
+}
+
+fn assert_starts_at_a_keyframe(reader: &FlvReader) {
+    let tags = &reader.tags;
+    assert_eq!(
+        tags.first().map(|t| t.tag_type),
+        Some(18),
+        "onMetaData first"
+    );
+    assert!(tags.iter().any(|t| t.is_video_config()), "AVC header");
+    let first = tags
+        .iter()
+        .find(|t| t.is_video() && !t.is_video_config())
+        .expect("video frames");
+    assert!(first.is_keyframe(), "starts at a keyframe");
+    let video = reader.video_timestamps();
+    assert!(video.len() > 30, "{} video tags", video.len());
+    for w in video.windows(2) {
+        assert!(w[1] >= w[0], "video DTS went back: {} then {}", w[0], w[1]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per_edge() {
+    let redis = Redis::start();
+    let n1 = TestServer::start_with(|c| node(c, &redis, "node-1", None)).await;
+    let db = n1.config.database.url.clone();
+    let n2 = TestServer::start_with(|c| node(c, &redis, "node-2", Some(&db))).await;
+    let n3 = TestServer::start_with(|c| node(c, &redis, "node-3", Some(&db))).await;
+
+    let api = n1.api();
+    let owner = api.new_user("owner@example.com").await;
+    let v = api.new_vehicle(&owner, "EDGE-1").await;
+    let vehicle = v["id"].as_i64().unwrap();
+    let key = format!("{vehicle}-front");
+    let client = reqwest::Client::new();
+
+    // Unknown streams: 404 at once on an edge (nothing published anywhere,
+    // the device is not connected).
+    let started = Instant::now();
+    let res = client.get(flv_url(&n2, &key, &owner)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let device_token = v["device_token"].as_str().unwrap();
+    let _ffmpeg = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={device_token}", n1.rtmp_addr),
+        90,
+    );
+    eventually(
+        "the stream is live on node 1",
+        Duration::from_secs(15),
+        || {
+            let c = client.clone();
+            let url = flv_url(&n1, &key, &owner);
+            async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        },
+    )
+    .await;
+
+    // The registry names node 1, with a TTL.
+    let entry: serde_json::Value =
+        serde_json::from_str(&redis.get(&format!("rh:stream:{key}")).unwrap()).unwrap();
+    assert_eq!(entry["node"], "node-1", "{entry}");
+    assert_eq!(entry["url"], n1.base.as_str(), "{entry}");
+    let ttl = redis.pttl(&format!("rh:stream:{key}"));
+    assert!((1..=30_000).contains(&ttl), "PTTL {ttl}");
+
+    // The internal endpoint: the cluster secret, a stream published here.
+    let internal = format!("{}/internal/live/{key}.flv", n1.base);
+    for secret in [None, Some("wrong")] {
+        let mut req = client.get(&internal);
+        if let Some(s) = secret {
+            req = req.header("x-roadhub-cluster-secret", s);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_cluster_secret", "{body}");
+    }
+    let started = Instant::now();
+    for unknown in [
+        format!("{}/internal/live/{vehicle}-rear.flv", n1.base),
+        format!("{}/internal/live/nonsense.flv", n1.base),
+        // Node 2 does not publish it (and does not pull it for this).
+        format!("{}/internal/live/{key}.flv", n2.base),
+    ] {
+        let res = client
+            .get(&unknown)
+            .header("x-roadhub-cluster-secret", SECRET)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{unknown}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(metric(&n2, "roadhub_live_edge_pulls_total").await, 0.0);
+
+    // A viewer on node 2 holds its edge pull open for the whole test.
+    let holder = tokio::spawn(read_flv(
+        flv_url(&n2, &key, &owner),
+        Duration::from_secs(12),
+    ));
+    eventually("node 2 pulls", Duration::from_secs(10), || async {
+        metric(&n2, "roadhub_live_edge_pulls").await == 1.0
+    })
+    .await;
+
+    // ffprobe on node 2 (HTTP-FLV) and several concurrent viewers on
+    // node 3 arriving at once, then HLS on node 3.
+    let url = flv_url(&n2, &key, &owner);
+    let probe = tokio::task::spawn_blocking(move || ffprobe_streams(&url));
+    let viewers: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(read_flv(flv_url(&n3, &key, &owner), Duration::from_secs(3))))
+        .collect();
+    assert_h264_aac_640x360(&probe.await.unwrap());
+    for v in viewers {
+        assert_starts_at_a_keyframe(&v.await.unwrap());
+    }
+    let hls = format!("{}/live/{key}/index.m3u8?token={}", n3.base, owner.access);
+    let probe = tokio::task::spawn_blocking(move || ffprobe_streams(&hls));
+    assert_h264_aac_640x360(&probe.await.unwrap());
+    assert_starts_at_a_keyframe(&holder.await.unwrap());
+
+    // Node 1 served one pull per edge, each edge pulled once.
+    assert_eq!(metric(&n1, "roadhub_live_internal_pulls_total").await, 2.0);
+    assert_eq!(metric(&n2, "roadhub_live_edge_pulls_total").await, 1.0);
+    assert_eq!(metric(&n3, "roadhub_live_edge_pulls_total").await, 1.0);
+    assert_eq!(metric(&n1, "roadhub_live_edge_pulls_total").await, 0.0);
+    // An edge's bytes are not publisher bytes (usage is the origin's).
+    assert_eq!(metric(&n2, "roadhub_live_bytes_in_total").await, 0.0);
+    assert!(metric(&n2, "roadhub_live_edge_bytes_in_total").await > 10_000.0);
+
+    // The viewers gone (HLS counts for 10 s), the edges stop pulling and
+    // node 1 serves no internal viewer any more.
+    eventually("the edge pulls stop", Duration::from_secs(30), || async {
+        metric(&n2, "roadhub_live_edge_pulls").await == 0.0
+            && metric(&n3, "roadhub_live_edge_pulls").await == 0.0
+            && metric(&n1, "roadhub_live_viewers{protocol=\"internal\"}").await == 0.0
+    })
+    .await;
+    // The stream plays on node 1 as before, and registry entry remains.
+    assert!(redis.get(&format!("rh:stream:{key}")).is_some());
+
+    // The publisher leaves: the entry is deleted.
+    drop(_ffmpeg);
+    eventually(
+        "the registry entry goes",
+        Duration::from_secs(10),
+        || async { redis.get(&format!("rh:stream:{key}")).is_none() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_endpoint_is_404_on_a_single_node() {
+    let server = TestServer::start().await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/internal/live/1-front.flv", server.base))
+        .header("x-roadhub-cluster-secret", SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
