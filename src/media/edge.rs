@@ -338,11 +338,10 @@ impl Edge {
                 PullState::Playing => return Ok(true),
                 PullState::NotThere => return Ok(false),
                 PullState::Failed(why) => {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "edge_pull_failed",
-                        format!("the stream's origin node could not be reached: {why}"),
-                    ));
+                    // A stale entry of a node that is gone, or a broken
+                    // link: the local sources may still start the stream.
+                    tracing::warn!(stream = %key, error = %why, "edge pull failed; trying local sources");
+                    return Ok(false);
                 }
                 PullState::Ended => {
                     // Ended before playing: the stream may have a local

@@ -86,6 +86,11 @@ pub struct VideoOptions {
     #[arg(long, value_name = "URL")]
     pub rtmp_url: Option<String>,
 
+    /// HTTP base URL the players use (`http://HOST:PORT`), e.g. another
+    /// node of a cluster than the one published to; default: --url.
+    #[arg(long, value_name = "URL")]
+    pub viewer_url: Option<String>,
+
     /// Camera channel the publishers use (the stream key is
     /// `{vehicle_id}-{channel}`).
     #[arg(long, default_value = "front", value_name = "NAME")]
@@ -106,6 +111,7 @@ impl Default for VideoOptions {
             viewers_per_stream: 10,
             video_protocol: VideoProtocol::Flv,
             rtmp_url: None,
+            viewer_url: None,
             channel: "front".into(),
             first_frame_probes: 20,
         }
@@ -434,6 +440,16 @@ pub async fn run(opts: SimulateOptions) -> anyhow::Result<VideoReport> {
         .clone()
         .unwrap_or_else(|| format!("rtmp://{}:1935", http.ip()));
     let rtmp = resolve_rtmp(&rtmp_base).await?;
+    // Players may watch another node than the one publishers and setup use.
+    let (http, http_authority) = match &opts.video.viewer_url {
+        Some(url) => {
+            let t = super::client::Target::resolve(url)
+                .await
+                .context("--viewer-url")?;
+            (t.addr, t.authority)
+        }
+        None => (http, http_authority),
+    };
     let mut setup_opts = opts.clone();
     setup_opts.phones = Some(1); // one access token per owner is needed
     let fleet = tokio::time::timeout_at(
