@@ -212,7 +212,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
             && metric(&n1, "roadhub_live_viewers{protocol=\"internal\"}").await == 0.0
     })
     .await;
-    // The stream plays on node 1 as before, and registry entry remains.
+    // Node 1 still publishes: its entry stays.
     assert!(redis.get(&format!("rh:stream:{key}")).is_some());
 
     // The publisher leaves: the entry is deleted.
@@ -223,6 +223,64 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
         || async { redis.get(&format!("rh:stream:{key}")).is_none() },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
+    let redis = Redis::start();
+    let fast = |c: &mut roadhub::Config| c.node.presence_ttl_secs = 3; // refresh every 1 s
+    let n1 = TestServer::start_with(|c| {
+        node(c, &redis, "node-1", None);
+        fast(c);
+    })
+    .await;
+    let db = n1.config.database.url.clone();
+    let n2 = TestServer::start_with(|c| {
+        node(c, &redis, "node-2", Some(&db));
+        fast(c);
+    })
+    .await;
+    let api = n1.api();
+    let owner = api.new_user("mover@example.com").await;
+    let v = api.new_vehicle(&owner, "EDGE-2").await;
+    let key = format!("{}-front", v["id"].as_i64().unwrap());
+    let token = v["device_token"].as_str().unwrap();
+    let rkey = format!("rh:stream:{key}");
+    let origin = |redis: &Redis| -> Option<String> {
+        let raw = redis.get(&rkey)?;
+        let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        entry["node"].as_str().map(str::to_owned)
+    };
+
+    let first = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
+        60,
+    );
+    eventually("node 1 registered", Duration::from_secs(15), || async {
+        origin(&redis).as_deref() == Some("node-1")
+    })
+    .await;
+    // The device publishes to node 2 as well (it moved): the newest wins
+    // and node 1's refreshes do not take the entry back.
+    let _second = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={token}", n2.rtmp_addr),
+        60,
+    );
+    eventually("node 2 registered", Duration::from_secs(15), || async {
+        origin(&redis).as_deref() == Some("node-2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(origin(&redis).as_deref(), Some("node-2"));
+    // Node 1's publisher leaves: its compare-and-delete spares node 2's entry.
+    drop(first);
+    eventually("node 1 unpublished", Duration::from_secs(10), || async {
+        metric(&n1, "roadhub_live_publishers").await == 0.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(origin(&redis).as_deref(), Some("node-2"));
+    assert!(redis.pttl(&rkey) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

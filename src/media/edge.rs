@@ -5,9 +5,12 @@
 //!   (RTMP, RTSP pull: anything but an edge pull), Redis holds
 //!   `rh:stream:{key}` = `{"node": node.id, "url": node.advertise_url}`
 //!   with a `PX` TTL of `node.presence_ttl_secs`, refreshed every third of
-//!   it; when the publisher ends the key is deleted only if it still names
-//!   this node (compare-and-delete in Lua), so a publisher that moved to
-//!   another node keeps its entry. One task per key does both, in order.
+//!   it. A new publisher takes the key (the newest wins); a refresh only
+//!   renews an entry that is still this node's (Lua), so two nodes
+//!   publishing one key do not flap. When the publisher ends the key is
+//!   deleted only if it still names this node (compare-and-delete in Lua),
+//!   so a publisher that moved to another node keeps its entry. One task
+//!   per key does all of it, in order.
 //! - **Edge pull.** A viewer on a node where the stream is not published
 //!   ([`Edge::prepare`], called by on-demand live before anything else
 //!   starts a source) looks the key up; when another node is the origin,
@@ -52,6 +55,10 @@ pub struct Origin {
     /// `node.advertise_url`.
     pub url: String,
 }
+
+/// Refresh `KEYS[1]` = `ARGV[1]` (TTL `ARGV[2]` ms) unless another node
+/// took it since: a newer publisher of the key elsewhere keeps its entry.
+const REFRESH_IF_OURS: &str = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
 
 /// Delete `KEYS[1]` only if it still holds `ARGV[1]`.
 const COMPARE_AND_DELETE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -124,20 +131,40 @@ impl RegistryInner {
     async fn keep(self: Arc<Self>, key: StreamKey, mut wanted: watch::Receiver<bool>) {
         let rkey = registry_key(&key);
         let ttl_ms = u64::try_from(self.cluster.presence_ttl.as_millis()).unwrap_or(30_000);
+        // A new publisher takes the key (the newest wins, e.g. a device
+        // that moved to this node); refreshes do not take it back.
+        let mut taken = false;
         loop {
             let want = *wanted.borrow_and_update();
             if want {
-                let set = self
-                    .cluster
-                    .redis
-                    .query::<()>(
-                        redis::cmd("SET")
-                            .arg(&rkey)
-                            .arg(&self.value)
-                            .arg("PX")
-                            .arg(ttl_ms),
-                    )
-                    .await;
+                let set = if taken {
+                    self.cluster
+                        .redis
+                        .query::<i64>(
+                            redis::cmd("EVAL")
+                                .arg(REFRESH_IF_OURS)
+                                .arg(1)
+                                .arg(&rkey)
+                                .arg(&self.value)
+                                .arg(ttl_ms),
+                        )
+                        .await
+                        .map(|_| ())
+                } else {
+                    self.cluster
+                        .redis
+                        .query::<()>(
+                            redis::cmd("SET")
+                                .arg(&rkey)
+                                .arg(&self.value)
+                                .arg("PX")
+                                .arg(ttl_ms),
+                        )
+                        .await
+                };
+                if set.is_ok() {
+                    taken = true;
+                }
                 let wait = match set {
                     Ok(()) => self.refresh_every(),
                     Err(e) => {
@@ -165,6 +192,7 @@ impl RegistryInner {
                     // The entry expires with its TTL.
                     tracing::warn!(stream = %key, error = %e, "stream registry: delete failed");
                 }
+                taken = false;
                 let Ok(mut keys) = self.keys.lock() else {
                     return;
                 };
