@@ -134,6 +134,8 @@ impl RegistryInner {
         // A new publisher takes the key (the newest wins, e.g. a device
         // that moved to this node); refreshes do not take it back.
         let mut taken = false;
+        // Warn once per streak of failures, not every retry.
+        let mut failing = false;
         loop {
             let want = *wanted.borrow_and_update();
             if want {
@@ -166,9 +168,18 @@ impl RegistryInner {
                     taken = true;
                 }
                 let wait = match set {
-                    Ok(()) => self.refresh_every(),
+                    Ok(()) => {
+                        if failing {
+                            tracing::info!(stream = %key, "stream registry: written again");
+                        }
+                        failing = false;
+                        self.refresh_every()
+                    }
                     Err(e) => {
-                        tracing::warn!(stream = %key, error = %e, "stream registry: SET failed");
+                        if !failing {
+                            tracing::warn!(stream = %key, error = %e, "stream registry: write failed; retrying every second");
+                        }
+                        failing = true;
                         Duration::from_secs(1)
                     }
                 };
