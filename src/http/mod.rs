@@ -11,7 +11,7 @@
 //! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
-//! | [`live`] | `GET /live/{key}.flv` (HTTP-FLV, WebSocket-FLV), `/live/{key}/index.m3u8`, `/live/{key}/{seq}.ts` |
+//! | [`live`] | `GET /live/{key}.flv` (HTTP-FLV, WebSocket-FLV), `/live/{key}/index.m3u8`, `/live/{key}/{seq}.ts`; node to node: `GET /internal/live/{key}.flv` |
 //!
 //! Every error, including unknown routes (404), wrong methods (405) and
 //! oversized bodies (413), answers the contract's JSON error body.
