@@ -1216,6 +1216,57 @@ mod tests {
         });
     }
 
+    #[derive(Default)]
+    struct Origins {
+        started: AtomicUsize,
+        ended: AtomicUsize,
+    }
+
+    impl OriginHook for Origins {
+        fn origin_started(&self, _key: &StreamKey) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+        }
+        fn origin_ended(&self, _key: &StreamKey) {
+            self.ended.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_origin_hook_follows_origin_publishers_not_edge_pulls() {
+        actix_rt::System::new().block_on(async {
+            let s = streams(LiveConfig::default());
+            let hook = Arc::new(Origins::default());
+            s.set_origin_hook(hook.clone());
+            let count = || {
+                (
+                    hook.started.load(Ordering::SeqCst),
+                    hook.ended.load(Ordering::SeqCst),
+                )
+            };
+            let key = StreamKey::parse("7-front").unwrap();
+            let edge = PublisherInfo {
+                protocol: EDGE_PROTOCOL,
+                remote: None,
+            };
+            let pulled = s.publish(key.clone(), edge.clone()).await.unwrap();
+            assert_eq!(count(), (0, 0), "an edge pull is not an origin");
+            assert_eq!(s.publisher_protocol(&key).await, Some(EDGE_PROTOCOL));
+            let first = s.publish(key.clone(), info()).await.unwrap();
+            assert_eq!(count(), (1, 0));
+            let second = s.publish(key.clone(), info()).await.unwrap();
+            assert_eq!(count(), (1, 0), "one origin replacing another");
+            let pulled_again = s.publish(key.clone(), edge).await.unwrap();
+            assert_eq!(count(), (1, 1), "replaced by an edge pull");
+            let third = s.publish(key.clone(), info()).await.unwrap();
+            assert_eq!(count(), (2, 1));
+            drop((pulled, first, second, pulled_again));
+            drop(third);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(count(), (2, 2), "the publisher left");
+            assert_eq!(s.publisher_protocol(&key).await, None);
+        });
+    }
+
     #[test]
     fn stream_keys() {
         let k = StreamKey::parse("12-front").unwrap_or_else(|| panic!("valid"));
