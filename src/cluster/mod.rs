@@ -7,6 +7,8 @@
 //! A single node has no [`Cluster`] at all (`Hub::cluster` is `None`): no
 //! Redis, no bus hop.
 
+pub mod control;
+pub mod presence;
 pub mod redis_conn;
 
 use std::sync::Arc;
@@ -33,6 +35,11 @@ pub struct Cluster {
     pub redis: Arc<RedisConn>,
     /// How long presence entries live without a refresh.
     pub presence_ttl: Duration,
+    /// Random per process start: tells this run of `node_id` from an
+    /// earlier one (see `presence`).
+    pub incarnation: String,
+    presence: presence::Presence,
+    control: control::Control,
     secret: String,
 }
 
@@ -88,6 +95,14 @@ impl Cluster {
             bus,
             redis: Arc::new(RedisConn::new(target)),
             presence_ttl: Duration::from_secs(config.node.presence_ttl_secs.max(3)),
+            incarnation: {
+                use rand::RngCore as _;
+                let mut b = [0u8; 8];
+                rand::rng().fill_bytes(&mut b);
+                hex::encode(b)
+            },
+            presence: presence::Presence::new(),
+            control: control::Control::default(),
             secret,
         })))
     }
