@@ -36,6 +36,7 @@ fn node(c: &mut roadhub::Config, target: &Target, id: &str) {
     // Tokens issued by one node are valid on the others.
     c.auth.jwt_secret = Some(SECRET.into());
     c.realtime.command_timeout_ms = 1_500;
+    c.live.start_timeout_secs = 1;
 }
 
 /// Nodes on `target` sharing the first node's database.
@@ -124,6 +125,24 @@ async fn no_offline(app: &mut SioClient, who: &str) {
         .await
     {
         assert_eq!(p["online"], true, "{who}: unexpected {p}");
+    }
+}
+
+/// The next command named `name` the device gets (others, such as an
+/// on-demand `live.stop`, are skipped).
+async fn command(device: &mut SioClient, name: &str) -> (Value, Option<u64>) {
+    let deadline = Instant::now() + T;
+    loop {
+        let (cmd, ack) = device
+            .event(
+                "command",
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .await
+            .unwrap_or_else(|| panic!("no {name} command"));
+        if cmd["name"] == name {
+            return (cmd, ack);
+        }
     }
 }
 
@@ -236,7 +255,7 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
             json!({"vehicle": vehicle, "name": "beep", "args": {"n": 2}}),
         )
         .await;
-    let (cmd, cmd_ack) = device.event("command", T).await.expect("command on device");
+    let (cmd, cmd_ack) = command(&mut device, "beep").await;
     assert_eq!(cmd["name"], "beep");
     assert_eq!(cmd["args"], json!({"n": 2}));
     device
@@ -253,7 +272,7 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
     let id = app_c
         .send_with_ack("command", json!({"vehicle": vehicle, "name": "mute"}))
         .await;
-    assert!(device.event("command", T).await.is_some());
+    command(&mut device, "mute").await;
     let answer = app_c.wait_ack(id, T).await.expect("command answer");
     assert_eq!(answer, json!({"ok": false, "error": "timeout"}));
     assert!(
@@ -261,6 +280,38 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
         "{:?}",
         started.elapsed()
     );
+
+    // On-demand live video on node C starts the device on node A with node
+    // C's RTMP URL (C is the stream's origin); it never publishes: 504.
+    let viewer = {
+        let api = c.api();
+        let path = format!("/live/{vehicle}-front.flv");
+        let token = owner.access.clone();
+        tokio::spawn(async move { api.get(&path, &token).await })
+    };
+    let (cmd, _) = command(&mut device, "live.start").await;
+    let url = cmd["args"]["url"].as_str().unwrap();
+    let prefix = format!("rtmp://{}/live/{vehicle}-front?token=", c.rtmp_addr);
+    assert!(url.starts_with(&prefix), "{url}");
+    viewer
+        .await
+        .unwrap()
+        .assert_error(504, "live_start_timeout");
+    // live.start from an app on node C: the same, through `command`.
+    let id = app_c
+        .send_with_ack(
+            "command",
+            json!({"vehicle": vehicle, "name": "live.start", "args": {"channel": "rear"}}),
+        )
+        .await;
+    let (cmd, ack) = command(&mut device, "live.start").await;
+    let prefix = format!("rtmp://{}/live/{vehicle}-rear?token=", c.rtmp_addr);
+    assert!(
+        cmd["args"]["url"].as_str().unwrap().starts_with(&prefix),
+        "{cmd}"
+    );
+    device.ack(ack.unwrap(), json!({"ok": true})).await;
+    assert_eq!(app_c.wait_ack(id, T).await.unwrap(), json!({"ok": true}));
 
     // The device reconnects to node B: the session on A is replaced, the
     // watchers see it online (again), never offline.
@@ -283,7 +334,7 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
     let id = app_c
         .send_with_ack("command", json!({"vehicle": vehicle, "name": "where"}))
         .await;
-    let (_, cmd_ack) = device_b.event("command", T).await.expect("command on B");
+    let (_, cmd_ack) = command(&mut device_b, "where").await;
     device_b
         .ack(cmd_ack.unwrap(), json!({"ok": true, "on": "b"}))
         .await;
@@ -292,8 +343,23 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
         json!({"ok": true, "on": "b"})
     );
 
-    // The device leaves: offline, once, on every node.
-    device_b.close().await;
+    // Its token rotated through node C: the session on node B is revoked
+    // and the device leaves: offline, once, on every node.
+    let r = c
+        .api()
+        .post(
+            &format!("/api/v1/vehicles/{vehicle}/device-token"),
+            Some(&owner.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (why, _) = device_b
+        .event("session_revoked", T)
+        .await
+        .expect("the session on B is revoked");
+    assert!(why["reason"].is_string(), "{why}");
+    assert!(device_b.wait_closed(T).await);
     for (app, who) in [(&mut app_b, "app on B"), (&mut app_c, "app on C")] {
         let deadline = Instant::now() + T;
         loop {
@@ -473,7 +539,7 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     let id = app
         .send_with_ack("command", json!({"vehicle": vehicle, "name": "hello"}))
         .await;
-    let (_, ack) = device.event("command", T).await.unwrap();
+    let (_, ack) = command(&mut device, "hello").await;
     device.ack(ack.unwrap(), json!({"ok": true})).await;
     assert_eq!(app.wait_ack(id, T).await.unwrap(), json!({"ok": true}));
     device.close().await;
@@ -671,7 +737,7 @@ async fn redis_cluster_watch_loc_command_presence() {
     let id = app
         .send_with_ack("command", json!({"vehicle": vehicle, "name": "ping"}))
         .await;
-    let (_, ack) = devices[0].event("command", T).await.expect("command");
+    let (_, ack) = command(&mut devices[0], "ping").await;
     devices[0]
         .ack(ack.unwrap(), json!({"ok": true, "pong": 1}))
         .await;
