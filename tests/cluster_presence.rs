@@ -445,6 +445,29 @@ fn spawn_node(dir: &std::path::Path, port: u16, db_url: &str, redis: &str, id: &
         .unwrap()
 }
 
+/// Start `roadhub serve` as node `id` on a free port; its base URL.
+async fn start_process_node(
+    dir: &std::path::Path,
+    db_url: &str,
+    redis: &str,
+    id: &str,
+) -> (Killed, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Killed(spawn_node(dir, port, db_url, redis, id));
+    eventually("the node healthy", Duration::from_secs(30), async || {
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    (child, base)
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -462,25 +485,8 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     let ns = nodes(&target, &["node-b"], 3).await;
     let b = &ns[0];
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let x_base = format!("http://127.0.0.1:{port}");
-    let mut x = Killed(spawn_node(
-        dir.path(),
-        port,
-        &b.config.database.url,
-        &redis.url(),
-        "node-x",
-    ));
-    eventually("node X healthy", Duration::from_secs(30), async || {
-        reqwest::get(format!("{x_base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    let (mut x, x_base) =
+        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
 
     let api = b.api();
     let owner = api.new_user("killed@example.com").await;
@@ -543,6 +549,52 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     device.ack(ack.unwrap(), json!({"ok": true})).await;
     assert_eq!(app.wait_ack(id, T).await.unwrap(), json!({"ok": true}));
     device.close().await;
+    let p = once(&mut app, "presence", "app on B").await;
+    assert_eq!(p["online"], false, "{p}");
+
+    // node.id reused: X restarted, a device on it, killed again and
+    // restarted at once with the same id. The previous run's device goes
+    // offline all the same (it is another incarnation).
+    let (mut x2, x2_base) =
+        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
+    let v2 = api.new_vehicle(&owner, "KILL-2").await;
+    let vehicle2 = v2["id"].as_i64().unwrap();
+    let _device2 = SioClient::connect(
+        &x2_base,
+        "/device",
+        json!({"serial": "KILL-2", "token": v2["device_token"]}),
+    )
+    .await
+    .unwrap();
+    let p = once(&mut app, "presence", "app on B").await;
+    assert_eq!(
+        (p["vehicle"].as_i64(), &p["online"]),
+        (Some(vehicle2), &json!(true))
+    );
+    eventually("B sees device 2 online", T, async || {
+        listed(&api, &owner, vehicle2).await.0
+    })
+    .await;
+    x2.0.kill().unwrap();
+    x2.0.wait().unwrap();
+    let killed = Instant::now();
+    let (_x3, _) =
+        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
+    let (p, _) = app
+        .event("presence", Duration::from_secs(8))
+        .await
+        .expect("presence offline after the second kill");
+    assert_eq!(
+        (p["vehicle"].as_i64(), &p["online"]),
+        (Some(vehicle2), &json!(false))
+    );
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(6), "offline after {took:?}");
+    assert!(
+        app.event("presence", QUIET).await.is_none(),
+        "offline twice"
+    );
+    assert!(!listed(&api, &owner, vehicle2).await.0);
     app.close().await;
 }
 

@@ -412,12 +412,30 @@ impl Actor for DeviceSession {
             .hub
             .presence
             .unregister(self.vehicle_id, self.socket.conn_id());
-        if let Some(cluster) = &self.hub.cluster {
-            cluster.device_disconnected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
-        }
         // A session replaced by one on another node is not the last one.
-        if was_current && !self.replaced {
-            self.user_room.publish(self.presence_frame(false));
+        let offline = was_current && !self.replaced;
+        match &self.hub.cluster {
+            // The cluster publishes the offline frame after its
+            // compare-and-delete, unless the device is held elsewhere.
+            Some(cluster) if cluster.redis_up() => cluster.device_disconnected(
+                self.vehicle_id,
+                self.socket.conn_id(),
+                self.owner_id,
+                offline,
+            ),
+            cluster => {
+                if let Some(cluster) = cluster {
+                    cluster.device_disconnected(
+                        self.vehicle_id,
+                        self.socket.conn_id(),
+                        self.owner_id,
+                        false,
+                    );
+                }
+                if offline {
+                    self.user_room.publish(self.presence_frame(false));
+                }
+            }
         }
         self.user_room.addr.do_send(DetachPublisher);
         tracing::info!(

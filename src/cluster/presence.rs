@@ -67,12 +67,18 @@ end
 return v
 ";
 
-/// Delete the key if it still holds ARGV[1].
+/// Delete the key if it still holds ARGV[1] → 1; gone → 0; otherwise its
+/// holder.
 const CAD: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
 end
-return 0
+if not v then
+  return 0
+end
+return v
 ";
 
 /// A dead incarnation's device: delete the key if it still names the
@@ -161,10 +167,13 @@ pub(crate) enum Op {
         conn: u64,
         owner: i64,
     },
+    /// `offline`: publish `presence` offline once the key is deleted
+    /// (unless another incarnation holds it, or a new local session).
     Disconnect {
         vehicle: i64,
         conn: u64,
         owner: i64,
+        offline: bool,
     },
     /// Shutting down: remove this node's records, then stop.
     Leave(oneshot::Sender<()>),
@@ -221,12 +230,15 @@ impl Cluster {
         });
     }
 
-    /// A device session here ended (already out of the local map).
-    pub fn device_disconnected(&self, vehicle: i64, conn: u64, owner: i64) {
+    /// A device session here ended (already out of the local map);
+    /// `offline`: it was the vehicle's last session here, so the owner's
+    /// phones are told, unless the device is connected elsewhere by then.
+    pub fn device_disconnected(&self, vehicle: i64, conn: u64, owner: i64, offline: bool) {
         self.presence.send(Op::Disconnect {
             vehicle,
             conn,
             owner,
+            offline,
         });
     }
 
@@ -551,11 +563,23 @@ async fn apply(hub: &Hub, cluster: &Cluster, op: Op) -> bool {
             vehicle,
             conn,
             owner,
+            offline,
         } => {
             let me = cluster.holder(conn, owner);
             let cad = eval(CAD, device_key(vehicle), &[&me.value()]);
-            if let Err(e) = cluster.redis.query::<RValue>(&cad).await {
-                tracing::warn!(vehicle, error = %e, "presence: Redis delete failed (the key expires)");
+            let moved = match cluster.redis.query::<RValue>(&cad).await {
+                Ok(RValue::BulkString(v)) => std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(Holder::parse)
+                    .is_some_and(|h| h.incarnation != cluster.incarnation),
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!(vehicle, error = %e, "presence: Redis delete failed (the key expires)");
+                    false
+                }
+            };
+            if offline && !moved && !hub.presence.is_online(vehicle) {
+                publish_to_user(hub, owner, device::presence_frame(vehicle, false)).await;
             }
             if !hub.presence.is_online(vehicle) {
                 let mut hdel = Cmd::new();
