@@ -486,30 +486,96 @@ fn period(cluster: &Cluster) -> Duration {
 async fn writer(hub: Arc<Hub>, cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Op>) {
     let mut tick = tokio::time::interval(period(&cluster));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Connects whose write failed (Redis unreachable): vehicle → (conn,
+    // owner). Retried before each refresh, and left out of it (the key may
+    // still name the previous holder, which must be kicked, not obeyed).
+    let mut unconfirmed: HashMap<i64, (u64, i64)> = HashMap::new();
     loop {
         tokio::select! {
             biased;
             op = rx.recv() => match op {
-                Some(op) => if !apply(&hub, &cluster, op).await { return },
+                Some(op) => if !apply(&hub, &cluster, op, &mut unconfirmed).await { return },
                 None => return,
             },
             _ = tick.tick() => {
                 // Ops queued before the snapshot go first (a session
                 // registered locally has its connect queued already).
                 while let Ok(op) = rx.try_recv() {
-                    if !apply(&hub, &cluster, op).await {
+                    if !apply(&hub, &cluster, op, &mut unconfirmed).await {
                         return;
                     }
                 }
-                refresh(&hub, &cluster).await;
+                let retry: Vec<(i64, (u64, i64))> =
+                    unconfirmed.iter().map(|(v, c)| (*v, *c)).collect();
+                for (vehicle, (conn, owner)) in retry {
+                    let current = hub
+                        .presence
+                        .device(vehicle)
+                        .is_some_and(|e| e.conn_id == conn);
+                    if !current || connect(&cluster, vehicle, conn, owner).await {
+                        unconfirmed.remove(&vehicle);
+                    }
+                }
+                refresh(&hub, &cluster, &unconfirmed).await;
             }
         }
     }
 }
 
+/// Write a new session's key (`SET … GET`) and kick the previous holder if
+/// it is another incarnation; false if Redis failed.
+async fn connect(cluster: &Cluster, vehicle: i64, conn: u64, owner: i64) -> bool {
+    // The node's record first: a key naming us is always in it.
+    let mut hset = Cmd::new();
+    hset.arg("HSET")
+        .arg(devices_key(&cluster.member()))
+        .arg(vehicle)
+        .arg(owner);
+    if let Err(e) = cluster.redis.query::<RValue>(&hset).await {
+        tracing::warn!(vehicle, error = %e, "presence: Redis write failed (retried)");
+        return false;
+    }
+    let me = cluster.holder(conn, owner);
+    let mut set = Cmd::new();
+    set.arg("SET")
+        .arg(device_key(vehicle))
+        .arg(me.value())
+        .arg("PX")
+        .arg(ttl_ms(cluster))
+        .arg("GET");
+    match cluster.redis.query::<Option<String>>(&set).await {
+        Ok(prev) => {
+            if let Some(prev) = prev.as_deref().and_then(Holder::parse)
+                && prev.incarnation != cluster.incarnation
+            {
+                // One session per device: the other node's session goes as
+                // if replaced here.
+                tracing::info!(vehicle, node = %prev.node, "device moved here: kicking its old session");
+                cluster.send(
+                    &prev.node,
+                    &Msg::Kick {
+                        vehicle,
+                        conn: prev.conn,
+                        incarnation: prev.incarnation,
+                    },
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(vehicle, error = %e, "presence: Redis write failed (retried)");
+            false
+        }
+    }
+}
+
 /// Run one op; false when the writer must stop.
-async fn apply(hub: &Hub, cluster: &Cluster, op: Op) -> bool {
-    let ttl = ttl_ms(cluster).to_string();
+async fn apply(
+    hub: &Hub,
+    cluster: &Cluster,
+    op: Op,
+    unconfirmed: &mut HashMap<i64, (u64, i64)>,
+) -> bool {
     let member = cluster.member();
     match op {
         Op::Connect {
@@ -517,46 +583,10 @@ async fn apply(hub: &Hub, cluster: &Cluster, op: Op) -> bool {
             conn,
             owner,
         } => {
-            // The node's record first: a key naming us is always in it.
-            let mut hset = Cmd::new();
-            hset.arg("HSET")
-                .arg(devices_key(&member))
-                .arg(vehicle)
-                .arg(owner);
-            if let Err(e) = cluster.redis.query::<RValue>(&hset).await {
-                tracing::warn!(vehicle, error = %e, "presence: Redis write failed (the refresh retries)");
-                return true;
-            }
-            let me = cluster.holder(conn, owner);
-            let mut set = Cmd::new();
-            set.arg("SET")
-                .arg(device_key(vehicle))
-                .arg(me.value())
-                .arg("PX")
-                .arg(&ttl)
-                .arg("GET");
-            match cluster.redis.query::<Option<String>>(&set).await {
-                Ok(Some(prev)) => {
-                    if let Some(prev) = Holder::parse(&prev)
-                        && prev.incarnation != cluster.incarnation
-                    {
-                        // One session per device: the other node's session
-                        // goes as if replaced here.
-                        tracing::info!(vehicle, node = %prev.node, "device moved here: kicking its old session");
-                        cluster.send(
-                            &prev.node,
-                            &Msg::Kick {
-                                vehicle,
-                                conn: prev.conn,
-                                incarnation: prev.incarnation,
-                            },
-                        );
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(vehicle, error = %e, "presence: Redis write failed (the refresh retries)");
-                }
+            if connect(cluster, vehicle, conn, owner).await {
+                unconfirmed.remove(&vehicle);
+            } else {
+                unconfirmed.insert(vehicle, (conn, owner));
             }
         }
         Op::Disconnect {
@@ -565,6 +595,9 @@ async fn apply(hub: &Hub, cluster: &Cluster, op: Op) -> bool {
             owner,
             offline,
         } => {
+            if unconfirmed.get(&vehicle).is_some_and(|(c, _)| *c == conn) {
+                unconfirmed.remove(&vehicle);
+            }
             let me = cluster.holder(conn, owner);
             let cad = eval(CAD, device_key(vehicle), &[&me.value()]);
             let moved = match cluster.redis.query::<RValue>(&cad).await {
@@ -617,8 +650,9 @@ async fn apply(hub: &Hub, cluster: &Cluster, op: Op) -> bool {
 
 /// Refresh every local device's key; re-create the missing ones; a key
 /// another node holds means that node took the device over.
-async fn refresh(hub: &Hub, cluster: &Cluster) {
-    let entries = hub.presence.snapshot();
+async fn refresh(hub: &Hub, cluster: &Cluster, unconfirmed: &HashMap<i64, (u64, i64)>) {
+    let mut entries = hub.presence.snapshot();
+    entries.retain(|(v, _)| !unconfirmed.contains_key(v));
     if entries.is_empty() {
         return;
     }
