@@ -412,6 +412,16 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
 
     app_b.close().await;
     app_c.close().await;
+    // A node shutting down leaves the cluster's members (nobody reaps it).
+    let members = |redis: &Redis| -> Vec<String> {
+        redis::from_redis_value(&redis_cmd(redis, &["SMEMBERS", "rh:nodes"])).unwrap()
+    };
+    assert_eq!(members(&redis).len(), 3, "{:?}", members(&redis));
+    let mut ns = ns;
+    ns.pop().unwrap().stop().unwrap();
+    let left = members(&redis);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|m| !m.starts_with("node-c@")), "{left:?}");
 }
 
 const BIN: &str = env!("CARGO_BIN_EXE_roadhub");

@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::redis::{Cmd, Value as RValue};
@@ -183,6 +184,8 @@ pub(crate) enum Op {
 pub struct Presence {
     tx: mpsc::Sender<Op>,
     rx: Mutex<Option<mpsc::Receiver<Op>>>,
+    /// The node left the cluster (shutting down): liveness and reaper stop.
+    left: AtomicBool,
 }
 
 impl Presence {
@@ -191,6 +194,7 @@ impl Presence {
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
+            left: AtomicBool::new(false),
         }
     }
 
@@ -467,6 +471,7 @@ pub async fn leave(hub: &Hub) {
     while hub.presence.online_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    cluster.presence.left.store(true, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
     if cluster.presence.tx.send(Op::Leave(tx)).await.is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
@@ -715,6 +720,9 @@ async fn liveness(cluster: Arc<Cluster>) {
     let mut first = true;
     loop {
         tick.tick().await;
+        if cluster.presence.left.load(Ordering::Relaxed) {
+            return;
+        }
         let mut set = Cmd::new();
         set.arg("SET")
             .arg(alive_key(&member))
@@ -724,6 +732,9 @@ async fn liveness(cluster: Arc<Cluster>) {
         if let Err(e) = cluster.redis.query::<RValue>(&set).await {
             tracing::debug!(error = %e, "liveness: Redis failed");
             continue;
+        }
+        if cluster.presence.left.load(Ordering::Relaxed) {
+            return;
         }
         let mut sadd = Cmd::new();
         sadd.arg("SADD").arg(NODES_KEY).arg(&member);
@@ -758,6 +769,9 @@ async fn reaper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if cluster.presence.left.load(Ordering::Relaxed) {
+            return;
+        }
         let members: Vec<String> = match cluster
             .redis
             .query(Cmd::new().arg("SMEMBERS").arg(NODES_KEY))
