@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::room::{self, Room, RoomKey};
 use super::{Hub, session_limiter};
-use crate::cluster::presence::DeviceNode;
+use crate::cluster::DeviceNode;
 use crate::db::queries::vehicles;
 use crate::socketio::{
     ConnectResult, DisconnectReason, IncomingEvent, Namespace, Socket, SocketHandler,

@@ -6,7 +6,8 @@
 //! later) rather than growing memory. Live data is fanned out to the
 //! vehicle's room as soon as it is accepted, encoded once.
 //!
-//! A second connection of the same vehicle replaces the first: the old
+//! A second connection of the same vehicle replaces the first, on this
+//! node or (with a cluster, see `cluster::presence`) on another: the old
 //! session is told why (`session_replaced`) and closed. The vehicle is
 //! online while a session is registered, and goes offline when the last
 //! one ends (disconnect, or missed heartbeats).
@@ -414,28 +415,20 @@ impl Actor for DeviceSession {
             .unregister(self.vehicle_id, self.socket.conn_id());
         // A session replaced by one on another node is not the last one.
         let offline = was_current && !self.replaced;
-        match &self.hub.cluster {
-            // The cluster publishes the offline frame after its
-            // compare-and-delete, unless the device is held elsewhere.
-            Some(cluster) if cluster.redis_up() => cluster.device_disconnected(
+        // With a cluster (and Redis reachable) the offline frame is
+        // published after the key's compare-and-delete, and only if the
+        // device is not held by another node by then.
+        let deferred = self.hub.cluster.as_ref().is_some_and(|c| c.redis_up());
+        if let Some(cluster) = &self.hub.cluster {
+            cluster.device_disconnected(
                 self.vehicle_id,
                 self.socket.conn_id(),
                 self.owner_id,
-                offline,
-            ),
-            cluster => {
-                if let Some(cluster) = cluster {
-                    cluster.device_disconnected(
-                        self.vehicle_id,
-                        self.socket.conn_id(),
-                        self.owner_id,
-                        false,
-                    );
-                }
-                if offline {
-                    self.user_room.publish(self.presence_frame(false));
-                }
-            }
+                offline && deferred,
+            );
+        }
+        if offline && !deferred {
+            self.user_room.publish(self.presence_frame(false));
         }
         self.user_room.addr.do_send(DetachPublisher);
         tracing::info!(

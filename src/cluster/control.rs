@@ -171,14 +171,8 @@ fn handle(hub: &Arc<Hub>, cluster: &Arc<Cluster>, msg: Msg) {
             tokio::spawn(async move {
                 let value = match hub.presence.device(vehicle) {
                     Some(entry) => {
-                        hub.command(
-                            super::presence::DeviceNode::Local(entry),
-                            vehicle,
-                            user,
-                            name,
-                            args,
-                        )
-                        .await
+                        hub.command(super::DeviceNode::Local(entry), vehicle, user, name, args)
+                            .await
                     }
                     None => json!({"ok": false, "error": "offline"}),
                 };

@@ -8,6 +8,7 @@
 //! Redis, no bus hop.
 
 pub mod control;
+pub mod hub;
 pub mod presence;
 pub mod redis_conn;
 
@@ -18,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bus::{Bus, BusStatus, RedisBus, RedisTarget};
 use crate::config::Config;
+pub use hub::DeviceNode;
 pub use redis_conn::RedisConn;
 
 /// Header carrying the cluster secret on node-to-node HTTP requests.
