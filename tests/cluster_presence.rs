@@ -146,6 +146,21 @@ async fn command(device: &mut SioClient, name: &str) -> (Value, Option<u64>) {
     }
 }
 
+/// A counter or gauge of a node's /metrics (0 when absent).
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn redis_cmd(redis: &Redis, args: &[&str]) -> redis::Value {
     let mut c = redis::Client::open(redis.url())
         .unwrap()
@@ -326,6 +341,10 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
     assert!(device.wait_closed(T).await, "the old session closes");
     no_offline(&mut app_b, "app on B").await;
     no_offline(&mut app_c, "app on C").await;
+    assert_eq!(
+        metric(&b.base, "roadhub_cluster_kicks_sent_total").await,
+        1.0
+    );
     let (online, _) = listed(&c.api(), &owner, vehicle).await;
     assert!(online);
     let r = app_c.emit_ack("watch", json!({"vehicle": vehicle})).await;
@@ -409,6 +428,16 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
         started.elapsed()
     );
     redis_cmd(&redis, &["DEL", &key]);
+    // Commands C sent to other nodes: beep, mute, live.start, where, x, x;
+    // the last one timed out here (mute timed out on the device's node).
+    assert_eq!(
+        metric(&c.base, "roadhub_cluster_commands_sent_total").await,
+        6.0
+    );
+    assert_eq!(
+        metric(&c.base, "roadhub_cluster_command_timeouts_total").await,
+        1.0
+    );
 
     app_b.close().await;
     app_c.close().await;
@@ -535,6 +564,14 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     assert!(
         app.event("presence", QUIET).await.is_none(),
         "offline twice"
+    );
+    assert_eq!(
+        metric(&b.base, "roadhub_cluster_nodes_reaped_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(&b.base, "roadhub_cluster_devices_reaped_total").await,
+        1.0
     );
     assert!(!listed(&api, &owner, vehicle).await.0);
     let r = app.emit_ack("watch", json!({"vehicle": vehicle})).await;

@@ -117,10 +117,14 @@ impl Cluster {
                 args,
             },
         );
+        self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
         let answer = match tokio::time::timeout(limit, rx).await {
             Ok(Ok(v)) => v,
             Ok(Err(_)) => json!({"ok": false, "error": "offline"}),
-            Err(_) => json!({"ok": false, "error": "timeout"}),
+            Err(_) => {
+                self.stats.command_timeouts.fetch_add(1, Ordering::Relaxed);
+                json!({"ok": false, "error": "timeout"})
+            }
         };
         self.control.forget(corr);
         answer

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod redis_conn;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -24,6 +25,23 @@ pub use redis_conn::RedisConn;
 
 /// Header carrying the cluster secret on node-to-node HTTP requests.
 pub const SECRET_HEADER: &str = "x-roadhub-cluster-secret";
+
+/// Counters of the cluster's work, read by the metrics exporter.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Presence updates dropped because the writer's queue was full.
+    pub presence_ops_dropped: AtomicU64,
+    /// Dead nodes (incarnations) this node reaped.
+    pub nodes_reaped: AtomicU64,
+    /// Devices of dead nodes this node announced offline.
+    pub devices_reaped: AtomicU64,
+    /// Commands sent to devices on other nodes.
+    pub commands_sent: AtomicU64,
+    /// Of those, answered `timeout` here (no reply in time).
+    pub command_timeouts: AtomicU64,
+    /// Sessions on other nodes kicked by a connect here.
+    pub kicks_sent: AtomicU64,
+}
 
 /// This node's view of the cluster.
 pub struct Cluster {
@@ -40,6 +58,7 @@ pub struct Cluster {
     /// Random per process start: tells this run of `node_id` from an
     /// earlier one (see `presence`).
     pub incarnation: String,
+    pub stats: ClusterStats,
     presence: presence::Presence,
     control: control::Control,
     secret: String,
@@ -103,6 +122,7 @@ impl Cluster {
                 rand::rng().fill_bytes(&mut b);
                 hex::encode(b)
             },
+            stats: ClusterStats::default(),
             presence: presence::Presence::new(),
             control: control::Control::default(),
             secret,

@@ -179,9 +179,14 @@ impl Presence {
         }
     }
 
-    fn send(&self, op: Op) {
-        if let Err(e) = self.tx.try_send(op) {
-            tracing::warn!(error = %e, "cluster presence queue full: an update is dropped");
+    /// Queue `op`; false if the queue is full (the op is dropped).
+    fn send(&self, op: Op) -> bool {
+        match self.tx.try_send(op) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster presence queue full: an update is dropped");
+                false
+            }
         }
     }
 }
@@ -208,23 +213,33 @@ impl Cluster {
 
     /// A device session started here (already in the local map).
     pub fn device_connected(&self, vehicle: i64, conn: u64, owner: i64) {
-        self.presence.send(Op::Connect {
+        let queued = self.presence.send(Op::Connect {
             vehicle,
             conn,
             owner,
         });
+        self.count_dropped(queued);
     }
 
     /// A device session here ended (already out of the local map);
     /// `offline`: it was the vehicle's last session here, so the owner's
     /// phones are told, unless the device is connected elsewhere by then.
     pub fn device_disconnected(&self, vehicle: i64, conn: u64, owner: i64, offline: bool) {
-        self.presence.send(Op::Disconnect {
+        let queued = self.presence.send(Op::Disconnect {
             vehicle,
             conn,
             owner,
             offline,
         });
+        self.count_dropped(queued);
+    }
+
+    fn count_dropped(&self, queued: bool) {
+        if !queued {
+            self.stats
+                .presence_ops_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Who holds `vehicle` according to Redis (`Err` when Redis fails).
@@ -428,6 +443,7 @@ async fn connect(cluster: &Cluster, vehicle: i64, conn: u64, owner: i64) -> bool
                 // One session per device: the other node's session goes as
                 // if replaced here.
                 tracing::info!(vehicle, node = %prev.node, "device moved here: kicking its old session");
+                cluster.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
                 cluster.send(
                     &prev.node,
                     &Msg::Kick {
@@ -727,6 +743,7 @@ async fn reap(hub: &Hub, cluster: &Cluster, member: &str) {
         for ((vehicle, owner), r) in chunk.iter().zip(results) {
             if matches!(r, Ok(RValue::Int(1 | 2))) && !hub.presence.is_online(*vehicle) {
                 offline += 1;
+                cluster.stats.devices_reaped.fetch_add(1, Ordering::Relaxed);
                 publish_to_user(hub, *owner, device::presence_frame(*vehicle, false)).await;
             }
         }
@@ -746,6 +763,7 @@ async fn reap(hub: &Hub, cluster: &Cluster, member: &str) {
     if let Err(e) = cluster.redis.batch(&cmds).await {
         tracing::warn!(error = %e, "reaper: Redis failed");
     }
+    cluster.stats.nodes_reaped.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         node,
         incarnation,
