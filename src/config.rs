@@ -350,7 +350,7 @@ config! {
 
     /// Redis joins the nodes of a cluster.
     redis: RedisConfig {
-        /// `redis://HOST:PORT` (Redis >= 7): rooms reach the other nodes through it; unset runs a single node.
+        /// `redis://HOST:PORT` (Redis >= 7): rooms, device presence and commands reach the other nodes through it; unset runs a single node.
         url: Option<String> = None,
         /// Seed nodes of a Redis Cluster (Redis >= 7), comma-separated
         /// `redis://HOST:PORT`; set instead of `redis.url` to run on a cluster.
@@ -368,8 +368,9 @@ config! {
         /// Shared secret nodes present to each other (internal stream pulls);
         /// the same on every node. Unset: derived from the JWT secret.
         cluster_secret: Option<String> = None => secret,
-        /// Seconds a device's presence (and a node's liveness) lasts in Redis
-        /// without a refresh; a dead node's devices go offline within it.
+        /// Seconds a device's presence lasts in Redis without a refresh
+        /// (refreshed every third of it; at least 3); a dead node's devices
+        /// go offline within about this long.
         presence_ttl_secs: u64 = 30,
         /// Folder for the node's own files (the generated JWT secret).
         data_dir: String = "./data".into(),

@@ -216,6 +216,16 @@ impl prometheus::core::Collector for HubCollector {
     }
 }
 
+/// A cluster counter, 0 on a single node.
+fn cluster_stat(
+    hub: &crate::actors::Hub,
+    f: impl Fn(&crate::cluster::ClusterStats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    hub.cluster.as_ref().map_or(0, |c| {
+        f(&c.stats).load(std::sync::atomic::Ordering::Relaxed)
+    })
+}
+
 impl Metrics {
     /// Export the hub's figures (sessions, devices online, messages, fan-out,
     /// slow clients, writer batches) with this registry.
@@ -307,6 +317,36 @@ impl Metrics {
                 "fanout_frames_total",
                 "Frames published to rooms",
                 r(|h, _| h.stats.fanout_frames.load(Relaxed)),
+            ),
+            (
+                "cluster_presence_ops_dropped_total",
+                "Presence updates for Redis dropped (writer queue full)",
+                r(|h, _| cluster_stat(h, |c| &c.presence_ops_dropped)),
+            ),
+            (
+                "cluster_nodes_reaped_total",
+                "Dead nodes reaped by this node",
+                r(|h, _| cluster_stat(h, |c| &c.nodes_reaped)),
+            ),
+            (
+                "cluster_devices_reaped_total",
+                "Devices of dead nodes announced offline by this node",
+                r(|h, _| cluster_stat(h, |c| &c.devices_reaped)),
+            ),
+            (
+                "cluster_commands_sent_total",
+                "Commands sent to devices on other nodes",
+                r(|h, _| cluster_stat(h, |c| &c.commands_sent)),
+            ),
+            (
+                "cluster_command_timeouts_total",
+                "Commands to other nodes answered timeout here",
+                r(|h, _| cluster_stat(h, |c| &c.command_timeouts)),
+            ),
+            (
+                "cluster_kicks_sent_total",
+                "Device sessions on other nodes replaced by a connect here",
+                r(|h, _| cluster_stat(h, |c| &c.kicks_sent)),
             ),
             (
                 "ingest_batches_total",

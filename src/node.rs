@@ -127,6 +127,9 @@ pub async fn serve_with(
         rooms,
         cluster,
     ));
+    // Cluster presence and node-to-node control (nothing without Redis).
+    crate::cluster::control::spawn(hub.clone());
+    crate::cluster::presence::spawn(hub.clone());
     let sio = crate::actors::socketio(hub.clone());
     let metrics = Metrics::new().context("creating metrics")?;
     metrics
@@ -205,6 +208,7 @@ pub async fn serve_with(
             sio.close_all();
             ondemand.stop_all();
             live.end_all().await;
+            crate::cluster::presence::leave(&hub).await;
             let _ = stop_tx.send(true);
             server.await.context("HTTP server")
         }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
-use super::device::SendCommand;
 use super::room::{self, Room, RoomKey};
 use super::{Hub, session_limiter};
+use crate::cluster::DeviceNode;
 use crate::db::queries::vehicles;
 use crate::socketio::{
     ConnectResult, DisconnectReason, IncomingEvent, Namespace, Socket, SocketHandler,
@@ -158,7 +157,13 @@ impl AppSession {
                     return self.ack_error(ack, "invalid_payload");
                 };
                 if self.watching.contains_key(&vehicle) {
-                    return self.ack(ack, &self.watch_answer(vehicle));
+                    let hub = self.hub.clone();
+                    ctx.spawn(
+                        async move { watch_answer(&hub, vehicle).await }
+                            .into_actor(self)
+                            .map(move |answer, act, _ctx| act.ack(ack, &answer)),
+                    );
+                    return;
                 }
                 if self.watching.len() >= MAX_WATCHES {
                     return self.ack_error(ack, "too_many_watches");
@@ -176,25 +181,14 @@ impl AppSession {
                         let room = room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
                             .await
                             .ok_or("unavailable")?;
-                        // Nothing in memory (e.g. after a restart): the
-                        // newest stored point.
-                        if hub.presence.latest_location(vehicle).is_none()
-                            && let Ok(mut stored) = hub
-                                .db
-                                .run(move |c| vehicles::latest_locations(c, &[vehicle]))
-                                .await
-                            && let Some(l) = stored.remove(&vehicle)
-                        {
-                            hub.presence.set_location(vehicle, (&l).into());
-                        }
-                        Ok(room)
+                        Ok((room, watch_answer(&hub, vehicle).await))
                     }
                     .into_actor(self)
                     .map(move |result, act, _ctx| match result {
-                        Ok(room) => {
+                        Ok((room, answer)) => {
                             act.owned.insert(vehicle);
                             act.watching.insert(vehicle, room);
-                            act.ack(ack, &act.watch_answer(vehicle));
+                            act.ack(ack, &answer);
                         }
                         Err(code) => act.ack_error(ack, code),
                     }),
@@ -232,9 +226,10 @@ impl AppSession {
                         if !owner.await {
                             return json!({"ok": false, "error": "forbidden"});
                         }
-                        let Some(device) = hub.presence.device(vehicle) else {
+                        let at = hub.device_node(vehicle).await;
+                        if !at.is_online() {
                             return json!({"ok": false, "error": "offline"});
-                        };
+                        }
                         let args = if name == "live.start" {
                             match live_start_args(&hub, vehicle, args).await {
                                 Ok(args) => args,
@@ -243,21 +238,7 @@ impl AppSession {
                         } else {
                             args
                         };
-                        let (tx, rx) = oneshot::channel();
-                        device.session.do_send(SendCommand {
-                            user_id: Some(user_id),
-                            name,
-                            args,
-                            reply: tx,
-                        });
-                        // The device session times the command out; this
-                        // bound only guards against a session that vanished.
-                        let limit = hub.command_timeout() + std::time::Duration::from_secs(1);
-                        match tokio::time::timeout(limit, rx).await {
-                            Ok(Ok(answer)) => answer,
-                            Ok(Err(_)) => json!({"ok": false, "error": "offline"}),
-                            Err(_) => json!({"ok": false, "error": "timeout"}),
-                        }
+                        hub.command(at, vehicle, Some(user_id), name, args).await
                     }
                     .into_actor(self)
                     .map(move |answer, act, _ctx| act.ack(ack, &answer)),
@@ -266,15 +247,29 @@ impl AppSession {
             _ => self.ack_error(ack, "unknown_event"),
         }
     }
+}
 
-    fn watch_answer(&self, vehicle: i64) -> Value {
-        let last = self.hub.presence.latest_location(vehicle);
-        json!({
-            "ok": true,
-            "online": self.hub.presence.is_online(vehicle),
-            "last": last,
-        })
+/// The `watch` ack: `online` wherever the device is connected; `last`
+/// the newest known point: this node's memory, or the database when
+/// nothing is in memory or the device is on another node (whose points
+/// reach this node's memory only through its own devices).
+async fn watch_answer(hub: &Hub, vehicle: i64) -> Value {
+    let at = hub.device_node(vehicle).await;
+    let remote = matches!(at, DeviceNode::Remote { .. });
+    if (remote || hub.presence.latest_location(vehicle).is_none())
+        && let Ok(mut stored) = hub
+            .db
+            .run(move |c| vehicles::latest_locations(c, &[vehicle]))
+            .await
+        && let Some(l) = stored.remove(&vehicle)
+    {
+        hub.presence.set_location(vehicle, (&l).into());
     }
+    json!({
+        "ok": true,
+        "online": at.is_online(),
+        "last": hub.presence.latest_location(vehicle),
+    })
 }
 
 impl Actor for AppSession {

@@ -6,7 +6,8 @@
 //! later) rather than growing memory. Live data is fanned out to the
 //! vehicle's room as soon as it is accepted, encoded once.
 //!
-//! A second connection of the same vehicle replaces the first: the old
+//! A second connection of the same vehicle replaces the first, on this
+//! node or (with a cluster, see `cluster::presence`) on another: the old
 //! session is told why (`session_replaced`) and closed. The vehicle is
 //! online while a session is registered, and goes offline when the last
 //! one ends (disconnect, or missed heartbeats).
@@ -134,7 +135,20 @@ pub struct Replaced;
 /// The credentials of the session are no longer valid.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Revoked(pub &'static str);
+pub struct Revoked(pub std::borrow::Cow<'static, str>);
+
+/// The cluster re-created this session's presence key (Redis lost it, or
+/// the node was taken for dead): tell the owner's phones it is online.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reasserted;
+
+/// The `presence` frame for the owner's user room:
+/// `{"vehicle", "online", "t"}`.
+pub fn presence_frame(vehicle: i64, online: bool) -> Frame {
+    let json = json!({"vehicle": vehicle, "online": online, "t": now_ms()});
+    Frame::event("/app", "presence", json.to_string().as_bytes())
+}
 
 /// Relay a command to the device and answer with its ack (or an error
 /// object `{"ok": false, "error": "offline" | "timeout"}`).
@@ -177,8 +191,7 @@ impl DeviceSession {
     }
 
     fn presence_frame(&self, online: bool) -> Frame {
-        let json = json!({"vehicle": self.vehicle_id, "online": online, "t": now_ms()});
-        Frame::event("/app", "presence", json.to_string().as_bytes())
+        presence_frame(self.vehicle_id, online)
     }
 
     /// Queue a job; on `busy`/`unavailable` ack the error now.
@@ -374,11 +387,15 @@ impl Actor for DeviceSession {
             DeviceEntry {
                 session: ctx.address(),
                 conn_id: self.socket.conn_id(),
+                owner_id: self.owner_id,
                 since: now_ms(),
             },
         );
         if let Some(old) = previous {
             old.session.do_send(Replaced);
+        }
+        if let Some(cluster) = &self.hub.cluster {
+            cluster.device_connected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
         }
         tracing::info!(
             vehicle_id = self.vehicle_id,
@@ -392,11 +409,25 @@ impl Actor for DeviceSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.vehicle_room.addr.do_send(DetachPublisher);
-        if self
+        let was_current = self
             .hub
             .presence
-            .unregister(self.vehicle_id, self.socket.conn_id())
-        {
+            .unregister(self.vehicle_id, self.socket.conn_id());
+        // A session replaced by one on another node is not the last one.
+        let offline = was_current && !self.replaced;
+        // With a cluster (and Redis reachable) the offline frame is
+        // published after the key's compare-and-delete, and only if the
+        // device is not held by another node by then.
+        let deferred = self.hub.cluster.as_ref().is_some_and(|c| c.redis_up());
+        if let Some(cluster) = &self.hub.cluster {
+            cluster.device_disconnected(
+                self.vehicle_id,
+                self.socket.conn_id(),
+                self.owner_id,
+                offline && deferred,
+            );
+        }
+        if offline && !deferred {
             self.user_room.publish(self.presence_frame(false));
         }
         self.user_room.addr.do_send(DetachPublisher);
@@ -440,6 +471,9 @@ impl Handler<Disconnected> for DeviceSession {
 impl Handler<Replaced> for DeviceSession {
     type Result = ();
     fn handle(&mut self, _: Replaced, _ctx: &mut Self::Context) {
+        if self.replaced {
+            return;
+        }
         self.replaced = true;
         tracing::info!(
             vehicle_id = self.vehicle_id,
@@ -460,13 +494,22 @@ impl Handler<Revoked> for DeviceSession {
     fn handle(&mut self, msg: Revoked, _ctx: &mut Self::Context) {
         tracing::info!(
             vehicle_id = self.vehicle_id,
-            reason = msg.0,
+            reason = %msg.0,
             "device session revoked"
         );
         self.socket
-            .emit("session_revoked", &json!({"reason": msg.0}));
+            .emit("session_revoked", &json!({"reason": &*msg.0}));
         self.socket.disconnect();
         self.socket.close();
+    }
+}
+
+impl Handler<Reasserted> for DeviceSession {
+    type Result = ();
+    fn handle(&mut self, _: Reasserted, _ctx: &mut Self::Context) {
+        if !self.replaced {
+            self.user_room.publish(self.presence_frame(true));
+        }
     }
 }
 

@@ -113,10 +113,13 @@ impl Hub {
     }
 
     /// End the device session of `vehicle` (token rotated, vehicle
-    /// deleted): the device is told why and disconnected.
+    /// deleted): the device is told why and disconnected, on whichever
+    /// node it is connected.
     pub fn revoke_device(&self, vehicle: i64, why: &'static str) {
         if let Some(entry) = self.presence.device(vehicle) {
-            entry.session.do_send(device::Revoked(why));
+            entry.session.do_send(device::Revoked(why.into()));
+        } else if let Some(cluster) = &self.cluster {
+            cluster.revoke_remote(vehicle, why);
         }
     }
 

@@ -24,6 +24,8 @@ pub struct DeviceEntry {
     pub session: Addr<DeviceSession>,
     /// Connection id, to tell a session from its replacement.
     pub conn_id: u64,
+    /// The vehicle's owner (whose user room hears its presence).
+    pub owner_id: i64,
     pub since: i64,
 }
 
@@ -85,6 +87,20 @@ impl Presence {
             .iter()
             .map(|s| s.lock().map(|s| s.devices.len()).unwrap_or(0))
             .sum()
+    }
+
+    /// Every connected device (vehicle, session), for the cluster's
+    /// presence refresh.
+    pub fn snapshot(&self) -> Vec<(i64, DeviceEntry)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = match shard.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            out.extend(shard.devices.iter().map(|(v, e)| (*v, e.clone())));
+        }
+        out
     }
 
     pub fn latest_location(&self, vehicle: i64) -> Option<Point> {

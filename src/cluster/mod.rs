@@ -7,19 +7,41 @@
 //! A single node has no [`Cluster`] at all (`Hub::cluster` is `None`): no
 //! Redis, no bus hop.
 
+pub mod control;
+pub mod hub;
+pub mod presence;
 pub mod redis_conn;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::bus::{Bus, BusStatus, RedisBus, RedisTarget};
 use crate::config::Config;
+pub use hub::DeviceNode;
 pub use redis_conn::RedisConn;
 
 /// Header carrying the cluster secret on node-to-node HTTP requests.
 pub const SECRET_HEADER: &str = "x-roadhub-cluster-secret";
+
+/// Counters of the cluster's work, read by the metrics exporter.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Presence updates dropped because the writer's queue was full.
+    pub presence_ops_dropped: AtomicU64,
+    /// Dead nodes (incarnations) this node reaped.
+    pub nodes_reaped: AtomicU64,
+    /// Devices of dead nodes this node announced offline.
+    pub devices_reaped: AtomicU64,
+    /// Commands sent to devices on other nodes.
+    pub commands_sent: AtomicU64,
+    /// Of those, answered `timeout` here (no reply in time).
+    pub command_timeouts: AtomicU64,
+    /// Sessions on other nodes kicked by a connect here.
+    pub kicks_sent: AtomicU64,
+}
 
 /// This node's view of the cluster.
 pub struct Cluster {
@@ -33,6 +55,12 @@ pub struct Cluster {
     pub redis: Arc<RedisConn>,
     /// How long presence entries live without a refresh.
     pub presence_ttl: Duration,
+    /// Random per process start: tells this run of `node_id` from an
+    /// earlier one (see `presence`).
+    pub incarnation: String,
+    pub stats: ClusterStats,
+    presence: presence::Presence,
+    control: control::Control,
     secret: String,
 }
 
@@ -88,6 +116,15 @@ impl Cluster {
             bus,
             redis: Arc::new(RedisConn::new(target)),
             presence_ttl: Duration::from_secs(config.node.presence_ttl_secs.max(3)),
+            incarnation: {
+                use rand::RngCore as _;
+                let mut b = [0u8; 8];
+                rand::rng().fill_bytes(&mut b);
+                hex::encode(b)
+            },
+            stats: ClusterStats::default(),
+            presence: presence::Presence::new(),
+            control: control::Control::default(),
             secret,
         })))
     }

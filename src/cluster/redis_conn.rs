@@ -96,8 +96,9 @@ impl RedisConn {
         res
     }
 
-    /// Run a pipeline (on a cluster, commands are routed to their slots'
-    /// owners; keep a pipeline's keys to one slot when it must be atomic).
+    /// Run a pipeline. On a cluster every command of a pipeline must map
+    /// to one slot (the redis crate sends it to one node); use
+    /// [`RedisConn::batch`] for keys of many slots.
     pub async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
         let res = match self.get().await? {
             Conn::Single(mut c) => pipe.query_async(&mut c).await,
@@ -105,6 +106,44 @@ impl RedisConn {
         };
         if let Err(e) = &res {
             self.reset_on(e).await;
+        }
+        res
+    }
+
+    /// Run independent commands, in order on a single Redis (one
+    /// pipeline), concurrently on a cluster (each to its key's slot
+    /// owner). One result per command.
+    pub async fn batch(&self, cmds: &[Cmd]) -> RedisResult<Vec<RedisResult<::redis::Value>>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.get().await?;
+        let res = match conn {
+            Conn::Single(mut c) => {
+                let mut pipe = ::redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                // One failed command fails the whole pipeline (redis 0.32).
+                pipe.query_async::<Vec<::redis::Value>>(&mut c)
+                    .await
+                    .map(|values| values.into_iter().map(Ok).collect())
+            }
+            Conn::Cluster(c) => {
+                let futs = cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<::redis::Value>(&mut c).await }
+                });
+                Ok(futures_util::future::join_all(futs).await)
+            }
+        };
+        match &res {
+            Err(e) => self.reset_on(e).await,
+            Ok(results) => {
+                if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                    self.reset_on(e).await;
+                }
+            }
         }
         res
     }

@@ -79,21 +79,29 @@ pub fn check_vehicle_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-/// A vehicle as the API shows it: `online` and `last_location` come from
-/// the hub's memory, falling back to the newest stored point.
-fn vehicle_json(state: &AppState, v: &Vehicle, stored_last: Option<&Location>) -> Value {
-    let last = state
-        .hub
-        .presence
-        .latest_location(v.id)
-        .or_else(|| stored_last.map(Point::from))
-        .map(|p| serde_json::to_value(PointOut::from(p)).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
+/// A vehicle as the API shows it: `online` as the hub sees it (any node
+/// of a cluster), `last_location` the newer of the hub's memory and the
+/// newest stored point (with a cluster, another node's device feeds only
+/// the database).
+fn vehicle_json(
+    state: &AppState,
+    v: &Vehicle,
+    stored_last: Option<&Location>,
+    online: bool,
+) -> Value {
+    let memory = state.hub.presence.latest_location(v.id);
+    let stored = stored_last.map(Point::from);
+    let last = match (memory, stored) {
+        (Some(m), Some(s)) => Some(if s.t > m.t { s } else { m }),
+        (m, s) => m.or(s),
+    }
+    .map(|p| serde_json::to_value(PointOut::from(p)).unwrap_or(Value::Null))
+    .unwrap_or(Value::Null);
     json!({
         "id": v.id,
         "name": v.name,
         "serial": v.serial,
-        "online": state.hub.presence.is_online(v.id),
+        "online": online,
         "last_location": last,
         "plan_id": v.plan_id,
         "model_id": v.model_id,
@@ -115,9 +123,11 @@ async fn list(
             Ok((list, last))
         })
         .await?;
+    let ids: Vec<i64> = list.iter().map(|v| v.id).collect();
+    let online = state.hub.online_set(&ids).await;
     Ok(axum::Json(
         list.iter()
-            .map(|v| vehicle_json(&state, v, last.get(&v.id)))
+            .map(|v| vehicle_json(&state, v, last.get(&v.id), online.contains(&v.id)))
             .collect::<Vec<_>>(),
     ))
 }
@@ -138,7 +148,7 @@ async fn create(
     match created {
         Ok(v) => {
             tracing::info!(user_id = user.id, vehicle_id = v.id, "vehicle created");
-            let mut body = vehicle_json(&state, &v, None);
+            let mut body = vehicle_json(&state, &v, None, false);
             body["device_token"] = json!(token);
             Ok((StatusCode::CREATED, axum::Json(body)))
         }
@@ -175,7 +185,8 @@ async fn show(
         })
         .await?
         .ok_or_else(not_found)?;
-    Ok(axum::Json(vehicle_json(&state, &v, last.as_ref())))
+    let online = state.hub.is_online(v.id).await;
+    Ok(axum::Json(vehicle_json(&state, &v, last.as_ref(), online)))
 }
 
 async fn update(
@@ -196,7 +207,8 @@ async fn update(
         .run(move |conn| vehicles::rename(conn, user.id, id, &name))
         .await?
         .ok_or_else(not_found)?;
-    Ok(axum::Json(vehicle_json(&state, &v, None)))
+    let online = state.hub.is_online(v.id).await;
+    Ok(axum::Json(vehicle_json(&state, &v, None, online)))
 }
 
 async fn remove(

@@ -179,7 +179,7 @@ impl OnDemand {
         if let Some(url) = channel.and_then(|c| c.rtsp_url) {
             return self.pull(key, Some(&url)).await;
         }
-        if self.hub.presence.is_online(key.vehicle_id) {
+        if self.hub.is_online(key.vehicle_id).await {
             return self.start_device(key);
         }
         // A stream in its grace period may get its publisher back (a
@@ -306,10 +306,11 @@ impl OnDemand {
         Ok(())
     }
 
-    /// Send `name` to the device of `key` (if connected); its answer is
-    /// logged, not awaited.
+    /// Send `name` to the device of `key` (if connected, on this node or,
+    /// with a cluster, another); its answer is logged, not awaited.
     fn command(&self, key: &StreamKey, name: &'static str, args: Value) {
         let Some(device) = self.hub.presence.device(key.vehicle_id) else {
+            self.hub.emit_remote(key.vehicle_id, name, args);
             return;
         };
         let (tx, rx) = oneshot::channel();
