@@ -127,7 +127,7 @@ pub async fn serve_with(
         rooms,
         cluster,
     ));
-    let sio = crate::actors::socketio(hub.clone());
+    let sio = crate::actors::socketio(hub.clone()).with_sid_prefix(&config.node.id);
     let metrics = Metrics::new().context("creating metrics")?;
     metrics
         .watch_hub(hub.clone(), sio.clone())
