@@ -130,7 +130,7 @@ pub async fn serve_with(
     // Cluster presence and node-to-node control (nothing without Redis).
     crate::cluster::control::spawn(hub.clone());
     crate::cluster::presence::spawn(hub.clone());
-    let sio = crate::actors::socketio(hub.clone());
+    let sio = crate::actors::socketio(hub.clone()).with_sid_prefix(&config.node.id);
     let metrics = Metrics::new().context("creating metrics")?;
     metrics
         .watch_hub(hub.clone(), sio.clone())

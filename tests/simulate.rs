@@ -80,6 +80,57 @@ async fn a_small_simulation_against_a_node_loses_nothing() {
     assert!(again.errors.is_empty(), "{again}");
 }
 
+/// `--phone-url`: devices on node A, phones on node B of a cluster (one
+/// Redis, one database): every delivery crosses the bus, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_on_another_node_get_every_delivery() {
+    let redis = common::redis::Redis::start();
+    let cluster = |c: &mut roadhub::Config, id: &str| {
+        c.redis.url = Some(redis.url());
+        c.node.id = id.into();
+        c.auth.jwt_secret = Some("simulate-cluster-secret-".repeat(2));
+        c.limits.auth_attempts_per_minute = 0;
+        c.limits.app_sessions_per_user = 0;
+        c.limits.device_messages_per_second = 0;
+        c.limits.app_messages_per_second = 0;
+    };
+    let a = TestServer::start_with(|c| cluster(c, "node-a")).await;
+    let db_url = a.config.database.url.clone();
+    let b = TestServer::start_with(|c| {
+        cluster(c, "node-b");
+        c.database.url = db_url;
+    })
+    .await;
+    let report = run(SimulateOptions {
+        phone_url: Some(b.base.clone()),
+        event_rate: 0.0,
+        ..small(&a.base)
+    })
+    .await
+    .unwrap();
+    assert!(!report.timed_out, "{report}");
+    assert_eq!(report.phone_url.as_deref(), Some(b.base.as_str()));
+    assert_eq!(report.connect.devices_connected, 3, "{report}");
+    assert_eq!(report.connect.phones_watching, 6, "{report}");
+    assert!(report.errors.is_empty(), "{report}");
+    assert!(report.loss.delivered > 0, "{report}");
+    assert_eq!(report.loss.lost, 0, "{report}");
+    assert_eq!(report.loss.expected, report.loss.delivered, "{report}");
+    // The phones really were on node B.
+    let metrics = reqwest::get(format!("{}/metrics", b.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let opened = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("roadhub_socketio_connections_opened_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(opened >= 6.0, "node B opened {opened} connections");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_against_a_mock_hub_counts_every_delivery() {
     let hub = mock::Hub::start(mock::Knobs::default()).await;

@@ -66,7 +66,10 @@ const SPARE_FDS: u64 = 64;
 /// State shared by the coordinator and every simulated client.
 pub(crate) struct Shared {
     pub opts: SimulateOptions,
+    /// Where devices connect (--url).
     pub target: Target,
+    /// Where phones connect (--phone-url, else --url).
+    pub phone_target: Target,
     pub stats: Stats,
     pub seed: u64,
     pub connect_slots: Semaphore,
@@ -166,6 +169,14 @@ async fn run_phases(
         None if target.addr.ip().is_loopback() && sockets > SPREAD_ABOVE => SPREAD_ADDRS,
         None => 0,
     };
+    let phone_target = match &opts.phone_url {
+        Some(url) => {
+            let mut t = Target::resolve(url).await?;
+            t.source_addrs = target.source_addrs;
+            t
+        }
+        None => target.clone(),
+    };
 
     // 1. Setup.
     let run_id = format!("{:08x}", rand::random::<u32>());
@@ -188,6 +199,7 @@ async fn run_phases(
     let vehicles = fleet.credentials.vehicles.len();
     let sh = Arc::new(Shared {
         target,
+        phone_target,
         stats: Stats::new()?,
         seed,
         connect_slots: Semaphore::new(opts.connect_concurrency),
@@ -400,6 +412,7 @@ fn build_report(
             "traffic"
         },
         url: opts.url.clone(),
+        phone_url: opts.phone_url.clone(),
         seed: sh.seed,
         setup,
         connect: stats::ConnectReport {

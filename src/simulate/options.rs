@@ -13,6 +13,12 @@ pub struct SimulateOptions {
     #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub url: String,
 
+    /// Base URL the phones connect to, when it is not --url (another node
+    /// of a cluster: devices on one node, phones on another). Setup (users,
+    /// vehicles, logins) and the devices use --url.
+    #[arg(long, value_name = "URL")]
+    pub phone_url: Option<String>,
+
     /// Simulated blackboxes, one vehicle each. With --connect-only the
     /// vehicles are created (for the phones to watch) but no device connects.
     #[arg(long, default_value_t = 10, value_name = "N")]
@@ -140,6 +146,7 @@ impl Default for SimulateOptions {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8080".into(),
+            phone_url: None,
             devices: 10,
             phones_per_vehicle: 1,
             phones: None,

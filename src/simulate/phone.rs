@@ -149,7 +149,7 @@ async fn connect(spec: &PhoneSpec, sh: &Shared) -> Option<Connection> {
     sh.stats.phone_span.start(unix_us());
     let attempt = async {
         let auth = serde_json::json!({ "token": &*spec.token }).to_string();
-        let mut conn = Connection::connect(&sh.target, spec.socket_index, NSP, &auth)
+        let mut conn = Connection::connect(&sh.phone_target, spec.socket_index, NSP, &auth)
             .await
             .map_err(|e| format!("phone:{}", e.kind()))?;
         let watch = format!(r#"{{"vehicle":{}}}"#, spec.vehicle_id);

@@ -333,6 +333,9 @@ pub struct Report {
     /// `traffic` or `connect_only`.
     pub mode: &'static str,
     pub url: String,
+    /// `--phone-url`, when the phones used another node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_url: Option<String>,
     /// Seed of the routes and timings (`--seed` repeats them).
     pub seed: u64,
     pub setup: SetupReport,
@@ -734,6 +737,7 @@ mod tests {
         let r = Report {
             mode: "traffic",
             url: "http://127.0.0.1:8080".into(),
+            phone_url: None,
             seed: 1,
             setup: SetupReport::default(),
             connect: ConnectReport {

@@ -303,6 +303,9 @@ pub(crate) enum Mode {
 
 pub(crate) struct Inner {
     pub config: EngineConfig,
+    /// Put before every Engine.IO session id this server hands out (see
+    /// [`SocketIo::with_sid_prefix`]); empty by default.
+    pub sid_prefix: Box<str>,
     pub mode: Mode,
     pub sessions: Sessions,
     pub stats: EngineStats,
@@ -320,6 +323,7 @@ impl SocketIo {
         Self {
             inner: Arc::new(Inner {
                 config,
+                sid_prefix: Box::from(""),
                 mode,
                 sessions: Sessions::default(),
                 stats: EngineStats::default(),
@@ -345,6 +349,25 @@ impl SocketIo {
         &self.inner.config
     }
 
+    /// Engine.IO session ids handed out from now on start with
+    /// `sid_prefix(node_id)` (`{node}.`), so a load balancer can send a
+    /// session's polling requests to the node that holds it (see
+    /// `docs/deploy/nginx.conf`). Call it on a server just built, before it
+    /// serves: a server already shared keeps its ids unprefixed.
+    pub fn with_sid_prefix(mut self, node_id: &str) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.sid_prefix = sid_prefix(node_id).into_boxed_str(),
+            None => tracing::warn!("Engine.IO sid prefix not set: the server is already shared"),
+        }
+        self
+    }
+
+    /// A new Engine.IO session id: the node prefix, then 20 random
+    /// URL-safe characters (120 bits).
+    pub(crate) fn new_engine_sid(&self) -> Arc<str> {
+        Arc::from(crate::util::random_token(&self.inner.sid_prefix, 15))
+    }
+
     pub fn stats(&self) -> &EngineStats {
         &self.inner.stats
     }
@@ -359,6 +382,29 @@ impl SocketIo {
             addr.do_send(Control::Close(DisconnectReason::ServerShutdown));
         }
     }
+}
+
+/// The prefix of a node's Engine.IO session ids: the node id with every
+/// character outside `[A-Za-z0-9_-]` replaced by `-`, cut to 32 bytes,
+/// then `.` (not in the base64url alphabet of the random part, so the
+/// prefix ends at the first dot). Empty when the node id is.
+pub fn sid_prefix(node_id: &str) -> String {
+    let mut out: String = node_id
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    if !out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// Builds a [`SocketIo`] with its namespaces.
@@ -432,5 +478,19 @@ impl Sessions {
             })
             .flatten()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sid_prefix;
+
+    #[test]
+    fn sid_prefix_is_url_safe_and_ends_at_the_first_dot() {
+        assert_eq!(sid_prefix("node-1"), "node-1.");
+        assert_eq!(sid_prefix("hub_a.example.org"), "hub_a-example-org.");
+        assert_eq!(sid_prefix(" é/x "), "--x.");
+        assert_eq!(sid_prefix(""), "");
+        assert_eq!(sid_prefix(&"n".repeat(40)).len(), 33);
     }
 }

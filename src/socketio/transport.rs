@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::conn::{
-    CanUpgrade, Conn, Control, Poll, PollAborted, PollError, Posted, Upgrade, new_sid, open_packet,
+    CanUpgrade, Conn, Control, Poll, PollAborted, PollError, Posted, Upgrade, open_packet,
 };
 use super::engine_packet::decode_payload;
 use super::server::{DisconnectReason, SocketIo};
@@ -153,7 +153,7 @@ pub async fn handle(State(server): State<SocketIo>, req: Request) -> Response {
 }
 
 fn handshake(server: SocketIo, peer: Option<SocketAddr>) -> Response {
-    let sid = new_sid();
+    let sid = server.new_engine_sid();
     let open = open_packet(&server, &sid, &["websocket"]);
     Conn::start(server, sid, peer, None);
     text_response(open)
@@ -306,7 +306,8 @@ async fn websocket(
             }
             Some(conn) => conn.do_send(Upgrade(ws)),
             None => {
-                Conn::start(server, new_sid(), peer, Some(ws));
+                let sid = server.new_engine_sid();
+                Conn::start(server, sid, peer, Some(ws));
             }
         }
     });

@@ -1,0 +1,511 @@
+//! The load balancer: real nginx (`/usr/sbin/nginx`, run as the current
+//! user from a temp dir) with `docs/deploy/nginx.conf` itself, only its
+//! addresses replaced, in front of two nodes on one Redis and one database.
+//!
+//! - stock `socket.io-client` apps (default options: polling then upgrade,
+//!   and polling only) spread over both nodes by the handshake round-robin
+//!   and kept on their node by the sid prefix; a device also behind nginx;
+//!   every app gets its `loc` exactly once;
+//! - an Engine.IO request with an unknown sid fails at once with 400;
+//! - live video through nginx: RTMP through the stream module, HTTP-FLV,
+//!   WS-FLV and HLS played through nginx (all on the media node, see the
+//!   config); playing a stream published to the other node needs
+//!   cross-node play (branch `edge`): that test is ignored until then.
+//!
+//! Needs nginx with the stream module (scripts/test installs nginx and
+//! libnginx-mod-stream), ffmpeg/ffprobe, redis-server, and
+//! `ROADHUB_TEST_NODE_MODULES` for the stock client (without it the client
+//! test fails unless `ROADHUB_TEST_ALLOW_MISSING_CLIENTS=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::live::{Ffmpeg, assert_h264_aac_640x360, ffprobe_streams};
+use common::redis::Redis;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx.conf");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn host_port(base: &str) -> &str {
+    base.trim_start_matches("http://")
+}
+
+/// A running nginx, stopped (TERM, then KILL) on drop.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    http: SocketAddr,
+    rtmp: SocketAddr,
+}
+
+impl Nginx {
+    /// nginx with the documented config, node1 and node2 being `nodes`.
+    fn start(nodes: [&TestServer; 2]) -> Self {
+        assert!(
+            Path::new(NGINX).is_file() && Path::new(STREAM_MODULE).is_file(),
+            "{NGINX} and {STREAM_MODULE} needed (scripts/test installs nginx and libnginx-mod-stream)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut conf = std::fs::read_to_string(CONF).unwrap();
+        let replace = |conf: &mut String, from: &str, to: &str| {
+            assert!(conf.contains(from), "{CONF} no longer has {from:?}");
+            *conf = conf.replace(from, to);
+        };
+        replace(&mut conf, "10.0.0.11:8080", host_port(&nodes[0].base));
+        replace(&mut conf, "10.0.0.12:8080", host_port(&nodes[1].base));
+        replace(&mut conf, "10.0.0.11:1935", &nodes[0].rtmp_addr.to_string());
+        replace(&mut conf, "10.0.0.12:1935", &nodes[1].rtmp_addr.to_string());
+        replace(&mut conf, "listen 80;", &format!("listen {http};"));
+        replace(&mut conf, "listen 1935;", &format!("listen {rtmp};"));
+        // Our own logs and temp files, in the temp dir.
+        let d = dir.path().display();
+        let local = format!(
+            "http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    \
+             proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
+             uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n"
+        );
+        replace(&mut conf, "http {\n", &local);
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut globals = format!("daemon off; pid {d}/nginx.pid; error_log stderr warn;");
+        if is_root() {
+            // Workers as root too, so they can use the temp dir.
+            globals.push_str(" user root;");
+        }
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(format!("{d}/"))
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-e", "stderr", "-g", &globals])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx {
+            child,
+            dir,
+            http,
+            rtmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = nginx.child.try_wait().unwrap() {
+                panic!("nginx exited ({status}): {}", nginx.log());
+            }
+            if TcpStream::connect(http).is_ok() && TcpStream::connect(rtmp).is_ok() {
+                return nginx;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx not listening after 10 s: {}",
+                nginx.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // TERM: the master stops its workers (a killed master would leave
+        // them listening).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Two nodes, node1 and node2, on one Redis and one database.
+struct Cluster {
+    // Dropped first: nginx, then the nodes, then Redis.
+    nodes: [TestServer; 2],
+    _redis: Redis,
+}
+
+async fn cluster(redis: Redis) -> Cluster {
+    let setup = |c: &mut roadhub::Config, id: &str| {
+        c.redis.url = Some(redis.url());
+        c.node.id = id.into();
+        c.auth.jwt_secret = Some("nginx-test-secret-".repeat(3));
+        c.http.trust_forwarded_for = true;
+    };
+    let a = TestServer::start_with(|c| setup(c, "node1")).await;
+    let db_url = a.config.database.url.clone();
+    let b = TestServer::start_with(|c| {
+        setup(c, "node2");
+        c.database.url = db_url;
+    })
+    .await;
+    Cluster {
+        nodes: [a, b],
+        _redis: redis,
+    }
+}
+
+fn node_modules() -> Option<String> {
+    match std::env::var("ROADHUB_TEST_NODE_MODULES") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("ROADHUB_TEST_ALLOW_MISSING_CLIENTS").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "ROADHUB_TEST_NODE_MODULES is not set: run the suite with scripts/test \
+             (or set ROADHUB_TEST_ALLOW_MISSING_CLIENTS=1 to skip)"
+        ),
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_through_nginx_spread_over_both_nodes_and_get_loc_once() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let cl = cluster(Redis::start()).await;
+    let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
+    let api = cl.nodes[0].api();
+    let owner = api.new_user("lb@example.com").await;
+    let v = api.new_vehicle(&owner, "LB-1").await;
+    let vehicle = v["id"].as_i64().unwrap();
+    let (default_apps, polling_apps) = (4, 2);
+    let args = [
+        script("lb_flow.js").display().to_string(),
+        nginx.base(),
+        "LB-1".into(),
+        v["device_token"].as_str().unwrap().into(),
+        owner.access.clone(),
+        vehicle.to_string(),
+        default_apps.to_string(),
+        polling_apps.to_string(),
+    ];
+    let mut command = tokio::process::Command::new("node");
+    command
+        .args(&args)
+        .env("ROADHUB_TEST_NODE_MODULES", &modules)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(40), command.output())
+        .await
+        .expect("the client ran over 40 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let context = format!(
+        "{lines:?}\nstderr: {}\nnginx: {}",
+        String::from_utf8_lossy(&output.stderr),
+        nginx.log()
+    );
+    assert!(output.status.success(), "{context}");
+    let find = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.get(key).cloned())
+            .unwrap_or_else(|| panic!("no {key}: {context}"))
+    };
+    assert_eq!(
+        find("loc_ack"),
+        json!({"ok": true, "stored": 1}),
+        "{context}"
+    );
+    let done = find("done");
+    let n = default_apps + polling_apps;
+    assert_eq!(done["locs"], json!(vec![1; n]), "every app once: {context}");
+    let mut expected_transports = vec!["websocket"; default_apps];
+    expected_transports.extend(vec!["polling"; polling_apps]);
+    assert_eq!(done["transports"], json!(expected_transports), "{context}");
+    assert_eq!(done["device"]["transport"], "websocket", "{context}");
+
+    // The sessions were spread over both nodes; each sid names its node.
+    let sids: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.get("app"))
+        .map(|a| a["sid"].as_str().unwrap().to_owned())
+        .chain([done["device"]["sid"].as_str().unwrap().to_owned()])
+        .collect();
+    assert_eq!(sids.len(), n + 1, "{context}");
+    for sid in &sids {
+        assert!(
+            sid.starts_with("node1.") || sid.starts_with("node2."),
+            "{sid}: {context}"
+        );
+    }
+    for node in ["node1.", "node2."] {
+        assert!(
+            sids.iter().any(|s| s.starts_with(node)),
+            "no session on {node} {sids:?}"
+        );
+    }
+    drop(nginx);
+}
+
+/// An Engine.IO request with a sid the node does not hold (another node's,
+/// or a closed session) fails at once: 400 with Engine.IO's body.
+#[tokio::test]
+async fn unknown_sid_fails_fast_with_400_on_a_node_and_through_nginx() {
+    let cl = cluster(Redis::start()).await;
+    let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
+    let client = reqwest::Client::new();
+
+    // A handshake on node1 gives a node1 sid.
+    let open = client
+        .get(format!(
+            "{}/socket.io/?EIO=4&transport=polling",
+            cl.nodes[0].base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("node1."), "{sid}");
+    assert_eq!(sid.len(), "node1.".len() + 20, "{sid}");
+
+    // The same sid on node2 directly (what a wrong route would do), and
+    // made-up sids through nginx (routed by prefix, or anywhere).
+    let wrong = [
+        format!(
+            "{}/socket.io/?EIO=4&transport=polling&sid={sid}",
+            cl.nodes[1].base
+        ),
+        format!(
+            "{}/socket.io/?EIO=4&transport=polling&sid=node2.AAAAAAAAAAAAAAAAAAAA",
+            nginx.base()
+        ),
+        format!(
+            "{}/socket.io/?EIO=4&transport=polling&sid=gone.AAAAAAAAAAAAAAAAAAAA",
+            nginx.base()
+        ),
+    ];
+    for url in &wrong {
+        for how in ["get", "post", "upgrade"] {
+            let started = Instant::now();
+            let res = match how {
+                "post" => client.post(url).body("40").send().await.unwrap(),
+                "get" => client.get(url).send().await.unwrap(),
+                _ => client
+                    .get(url.replace("transport=polling", "transport=websocket"))
+                    .header("connection", "Upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-version", "13")
+                    .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                    .send()
+                    .await
+                    .unwrap(),
+            };
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            let took = started.elapsed();
+            assert_eq!(status, 400, "{url} {how}: {body}");
+            assert_eq!(body["code"], 1, "{body}");
+            assert_eq!(body["message"], "Session ID unknown", "{body}");
+            assert_eq!(body["error"]["code"], "session_unknown", "{body}");
+            assert!(took < Duration::from_secs(1), "{url} {how} took {took:?}");
+        }
+    }
+
+    // Through nginx the real sid reaches node1: a namespace connect is
+    // posted, and the next poll carries the answer (a Socket.IO packet).
+    let via = format!(
+        "{}/socket.io/?EIO=4&transport=polling&sid={sid}",
+        nginx.base()
+    );
+    let res = client.post(&via).body("40").send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", nginx.log());
+    let res = tokio::time::timeout(Duration::from_secs(5), client.get(&via).send())
+        .await
+        .expect("poll answered within 5 s")
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.starts_with('4'), "{body}");
+    drop(nginx);
+}
+
+struct LiveFixture {
+    vehicle: i64,
+    device_token: String,
+    access: String,
+}
+
+async fn live_fixture(node: &TestServer) -> LiveFixture {
+    let api = node.api();
+    let owner = api.new_user("video@example.com").await;
+    let v = api.new_vehicle(&owner, "LBV-1").await;
+    LiveFixture {
+        vehicle: v["id"].as_i64().unwrap(),
+        device_token: v["device_token"].as_str().unwrap().to_owned(),
+        access: owner.access,
+    }
+}
+
+/// Wait until `url` answers 200, up to 15 s.
+async fn wait_ok(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Ok(res)) =
+            tokio::time::timeout(Duration::from_secs(8), client.get(url).send()).await
+            && res.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not answer 200 within 15 s");
+}
+
+async fn probe(url: String) -> Value {
+    tokio::task::spawn_blocking(move || ffprobe_streams(&url))
+        .await
+        .unwrap()
+}
+
+/// Video behind nginx: published through nginx's RTMP (stream module), it
+/// lands on node1 (the media node); HTTP-FLV, WS-FLV and HLS play through
+/// nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
+    let cl = cluster(Redis::start()).await;
+    let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
+    let f = live_fixture(&cl.nodes[0]).await;
+    let _ffmpeg = Ffmpeg::publish(
+        &format!(
+            "rtmp://{}/live/{}-front?token={}",
+            nginx.rtmp, f.vehicle, f.device_token
+        ),
+        40,
+    );
+    let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
+    // Published through nginx, the stream is on node1.
+    wait_ok(&format!("{}{path}", cl.nodes[0].base)).await;
+
+    // HTTP-FLV through nginx.
+    let flv = format!("{}{path}", nginx.base());
+    let res = reqwest::get(&flv).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", nginx.log());
+    assert_eq!(res.headers()["content-type"], "video/x-flv");
+    drop(res);
+    assert_h264_aac_640x360(&probe(flv).await);
+
+    // WS-FLV through nginx: binary messages of FLV, the header first.
+    let ws_url = format!("ws://{}{path}", nginx.http);
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(ws_url.as_str()),
+    )
+    .await
+    .expect("WS-FLV connect within 10 s")
+    .unwrap();
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bytes.len() < 64 * 1024 {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b)))) => {
+                bytes.extend_from_slice(&b)
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("WS-FLV ended early: {other:?} after {} bytes", bytes.len()),
+        }
+    }
+    assert_eq!(&bytes[..3], b"FLV");
+    drop(ws);
+
+    // HLS through nginx (the first playlist request waits for a segment).
+    let hls = format!(
+        "{}/live/{}-front/index.m3u8?token={}",
+        nginx.base(),
+        f.vehicle,
+        f.access
+    );
+    wait_ok(&hls).await;
+    assert_h264_aac_640x360(&probe(hls).await);
+    drop(nginx);
+}
+
+/// A stream published to node2 directly, played through nginx (which sends
+/// live video to node1): needs cross-node play (branch `edge`). Enable it
+/// once that is merged, with `roadhub_live` (and `roadhub_rtmp`) in
+/// docs/deploy/nginx.conf made round-robin over every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs cross-node play (branch edge)"]
+async fn live_play_through_nginx_of_a_stream_on_another_node_needs_edge() {
+    let cl = cluster(Redis::start()).await;
+    let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
+    let f = live_fixture(&cl.nodes[0]).await;
+    let _ffmpeg = Ffmpeg::publish(
+        &format!(
+            "rtmp://{}/live/{}-front?token={}",
+            cl.nodes[1].rtmp_addr, f.vehicle, f.device_token
+        ),
+        40,
+    );
+    let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
+    wait_ok(&format!("{}{path}", cl.nodes[1].base)).await;
+    let flv = format!("{}{path}", nginx.base());
+    wait_ok(&flv).await;
+    assert_h264_aac_640x360(&probe(flv).await);
+    let hls = format!(
+        "{}/live/{}-front/index.m3u8?token={}",
+        nginx.base(),
+        f.vehicle,
+        f.access
+    );
+    wait_ok(&hls).await;
+    assert_h264_aac_640x360(&probe(hls).await);
+    drop(nginx);
+}
