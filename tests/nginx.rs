@@ -7,10 +7,11 @@
 //!   and kept on their node by the sid prefix; a device also behind nginx;
 //!   every app gets its `loc` exactly once;
 //! - an Engine.IO request with an unknown sid fails at once with 400;
-//! - live video through nginx: RTMP through the stream module, HTTP-FLV,
-//!   WS-FLV and HLS played through nginx (all on the media node, see the
-//!   config); playing a stream published to the other node needs
-//!   cross-node play (branch `edge`): that test is ignored until then.
+//! - live video through nginx: RTMP through the stream module (to either
+//!   node), HTTP-FLV, WS-FLV and HLS played through nginx (on either node:
+//!   the other one pulls the stream from its origin); a stream published to
+//!   node2 directly plays through nginx whichever node answers;
+//! - `/internal/` (node-to-node) is not reachable through nginx.
 //!
 //! Needs nginx with the stream module (scripts/test installs nginx and
 //! libnginx-mod-stream), ffmpeg/ffprobe, redis-server, and
@@ -416,8 +417,8 @@ async fn probe(url: String) -> Value {
 }
 
 /// Video behind nginx: published through nginx's RTMP (stream module), it
-/// lands on node1 (the media node); HTTP-FLV, WS-FLV and HLS play through
-/// nginx.
+/// lands on either node; HTTP-FLV, WS-FLV and HLS play through nginx from
+/// either node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
     let cl = cluster(Redis::start()).await;
@@ -431,8 +432,11 @@ async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
         40,
     );
     let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
-    // Published through nginx, the stream is on node1.
-    wait_ok(&format!("{}{path}", cl.nodes[0].base)).await;
+    // Published through nginx: playable through nginx, whichever node has it.
+    wait_ok(&format!("{}{path}", nginx.base())).await;
+    // The internal endpoint is not exposed.
+    let internal = format!("{}/internal/live/{}-front.flv", nginx.base(), f.vehicle);
+    assert_eq!(reqwest::get(&internal).await.unwrap().status(), 404);
 
     // HTTP-FLV through nginx.
     let flv = format!("{}{path}", nginx.base());
@@ -477,13 +481,10 @@ async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
     drop(nginx);
 }
 
-/// A stream published to node2 directly, played through nginx (which sends
-/// live video to node1): needs cross-node play (branch `edge`). Enable it
-/// once that is merged, with `roadhub_live` (and `roadhub_rtmp`) in
-/// docs/deploy/nginx.conf made round-robin over every node.
+/// A stream published to node2 directly, played through nginx, which sends
+/// the plays round-robin: node1 answers them through its edge pull.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs cross-node play (branch edge)"]
-async fn live_play_through_nginx_of_a_stream_on_another_node_needs_edge() {
+async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     let cl = cluster(Redis::start()).await;
     let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
     let f = live_fixture(&cl.nodes[0]).await;
