@@ -53,14 +53,29 @@ impl fmt::Display for RoomKey {
     }
 }
 
-/// Add a member (an `/app` connection) held by `worker`'s fan-out actor;
-/// false if the room is stopping. Use [`join`].
+/// Add a member (an `/app` connection) held by `worker`'s fan-out actor.
+/// Use [`join`].
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Joined")]
 pub struct Join {
     pub member: u64,
     pub worker: Addr<WorkerFanout>,
 }
+
+/// What a [`Join`] answers.
+pub enum Joined {
+    /// The room is stopping: ask the supervisor again.
+    Refused,
+    /// Joined; frames from every node reach the member.
+    Ready,
+    /// Joined; frames from other nodes reach the member once this turns
+    /// true (the node's Redis subscription to the room is being made).
+    Pending(tokio::sync::watch::Receiver<bool>),
+}
+
+/// How long [`join`] waits for the room's Redis subscription, so that a
+/// `watch` answered is a `watch` receiving other nodes' frames.
+const BUS_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -150,6 +165,8 @@ pub struct Room {
     bus: Option<Bus>,
     /// The task relaying the bus subscription while there are members.
     relay: Option<SpawnHandle>,
+    /// Whether that subscription is in place in Redis.
+    bus_ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Room {
@@ -174,6 +191,7 @@ impl Room {
         match (self.members.is_empty(), self.relay) {
             (false, None) => {
                 let sub = bus.subscribe(&self.key.to_string());
+                self.bus_ready = Some(sub.ready());
                 let own = bytes::Bytes::copy_from_slice(bus.node_id().as_bytes());
                 let fut = relay(self.key, sub, own, self.shared.clone());
                 self.relay = Some(ctx.spawn(fut.into_actor(self)));
@@ -181,6 +199,7 @@ impl Room {
             (true, Some(handle)) => {
                 ctx.cancel_future(handle);
                 self.relay = None;
+                self.bus_ready = None;
             }
             _ => {}
         }
@@ -212,10 +231,10 @@ impl Actor for Room {
 }
 
 impl Handler<Join> for Room {
-    type Result = bool;
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> bool {
+    type Result = MessageResult<Join>;
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
         if self.stopping {
-            return false;
+            return MessageResult(Joined::Refused);
         }
         if let Some(old) = self.members.insert(msg.member, msg.worker.clone()) {
             self.forget_worker(&old);
@@ -228,7 +247,15 @@ impl Handler<Join> for Room {
             }
         }
         self.sync_relay(ctx);
-        true
+        // While Redis is down there is nothing to wait for.
+        let up = self
+            .bus
+            .as_ref()
+            .is_some_and(|b| b.status() != crate::bus::BusStatus::Disconnected);
+        MessageResult(match &self.bus_ready {
+            Some(ready) if up && !*ready.borrow() => Joined::Pending(ready.clone()),
+            _ => Joined::Ready,
+        })
     }
 }
 
@@ -368,6 +395,7 @@ impl Handler<GetRoom> for RoomSupervisor {
             stopping: false,
             bus: self.bus.clone(),
             relay: None,
+            bus_ready: None,
         }
         .start();
         self.rooms.insert(msg.0, room.clone());
@@ -403,14 +431,20 @@ pub async fn join(
         let Ok(room) = supervisor.send(GetRoom(key)).await else {
             break;
         };
-        if let Ok(true) = room
+        match room
             .send(Join {
                 member,
                 worker: worker.clone(),
             })
             .await
         {
-            return Some(room);
+            Ok(Joined::Ready) => return Some(room),
+            Ok(Joined::Pending(mut ready)) => {
+                // Bounded: a slow Redis delays the answer, never blocks it.
+                let _ = tokio::time::timeout(BUS_READY_WAIT, ready.wait_for(|r| *r)).await;
+                return Some(room);
+            }
+            Ok(Joined::Refused) | Err(_) => {}
         }
     }
     local_leave(key, member);

@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 pub use local::LocalBus;
 pub use redis::{RedisBus, RedisTarget};
@@ -169,6 +169,9 @@ pub(crate) struct Registry {
 struct Topic {
     tx: broadcast::Sender<BusMessage>,
     refs: usize,
+    /// True once the node receives the topic's messages from other nodes
+    /// (its `SSUBSCRIBE` answered; at once on the local bus).
+    ready: watch::Sender<bool>,
 }
 
 impl Registry {
@@ -185,17 +188,19 @@ impl Registry {
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>, topic: &str) -> Subscription {
-        let (rx, first) = {
+        let (rx, ready, first) = {
             let mut topics = self.lock();
             match topics.get_mut(topic) {
                 Some(t) => {
                     t.refs += 1;
-                    (t.tx.subscribe(), false)
+                    (t.tx.subscribe(), t.ready.subscribe(), false)
                 }
                 None => {
                     let (tx, rx) = broadcast::channel(SUBSCRIPTION_CAPACITY);
-                    topics.insert(topic.into(), Topic { tx, refs: 1 });
-                    (rx, true)
+                    // In-process only: nothing to wait for.
+                    let (ready, ready_rx) = watch::channel(self.changed.is_none());
+                    topics.insert(topic.into(), Topic { tx, refs: 1, ready });
+                    (rx, ready_rx, true)
                 }
             }
         };
@@ -205,8 +210,20 @@ impl Registry {
         Subscription {
             topic: topic.into(),
             rx,
+            ready,
             registry: Arc::clone(self),
             lagged: 0,
+        }
+    }
+
+    /// Marks `topics` (those still with local subscribers) as received from
+    /// other nodes: their subscription is in place in Redis.
+    pub(crate) fn mark_ready<'a>(&self, topics: impl IntoIterator<Item = &'a Box<str>>) {
+        let map = self.lock();
+        for topic in topics {
+            if let Some(t) = map.get(topic) {
+                t.ready.send_if_modified(|r| !std::mem::replace(r, true));
+            }
         }
     }
 
@@ -248,6 +265,7 @@ impl Registry {
 pub struct Subscription {
     topic: Box<str>,
     rx: broadcast::Receiver<BusMessage>,
+    ready: watch::Receiver<bool>,
     registry: Arc<Registry>,
     lagged: u64,
 }
@@ -268,6 +286,13 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Becomes true once this node receives the topic's messages published
+    /// on other nodes (its Redis subscription answered); true at once on the
+    /// local bus. Before that, other nodes' messages may be missed.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
     }
 
     /// Messages this subscriber lost by falling behind.

@@ -272,6 +272,9 @@ impl Driver {
         for chunk in remove.chunks(SUBSCRIBE_CHUNK) {
             try_join_all(chunk.iter().map(|t| conn.clone().sunsubscribe(t))).await?;
         }
+        // Every wanted topic is subscribed now (those added before and those
+        // just added): their local subscribers receive other nodes' messages.
+        self.registry.mark_ready(&want);
         *subscribed = want;
         Ok(())
     }
