@@ -589,9 +589,27 @@ fn starts(v: &Value, prefix: &str) -> bool {
 /// through nginx to node1; the device's `loc` goes on; both apps (the one
 /// on node1 never disconnected) get `loc` again; node2 is reaped within the
 /// presence TTL (3 s); every point the device got an ack for is stored.
+/// The device is usually back before node2 is reaped: then the app on
+/// node1 sees only `presence` online.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and_no_acked_point_is_lost()
  {
+    failover(None).await;
+}
+
+/// The same with the device's reconnection delay fixed at 4 s (longer than
+/// the reaping takes, at most 3 s with a TTL of 3 s): the app on node1
+/// sees `presence` offline (node2 reaped), then online once the device is
+/// back; the points the device buffered meanwhile are acked and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_behind_nginx_its_device_back_after_the_reaping_goes_offline_then_online() {
+    failover(Some(4_000)).await;
+}
+
+/// node2 killed under the stock clients of `tests/clients/failover_flow.js`;
+/// `device_delay_ms`: the device's fixed reconnection delay (None: the
+/// stock delays).
+async fn failover(device_delay_ms: Option<u64>) {
     let Some(modules) = node_modules() else {
         return;
     };
@@ -636,6 +654,7 @@ async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and
             vehicle.to_string(),
             acks_after.to_string(),
             settle_ms.to_string(),
+            device_delay_ms.unwrap_or(0).to_string(),
         ])
         .env("ROADHUB_TEST_NODE_MODULES", &modules)
         .stdin(Stdio::piped())
@@ -684,7 +703,11 @@ async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and
         b["attempts"],
     );
     // Default reconnection delays: the first attempt after 0.5 to 1.5 s.
-    assert!(dev_gap < 8_000, "device back after {dev_gap} ms: {done}");
+    let delay = device_delay_ms.map_or(0, |d| d as i64);
+    assert!(
+        dev_gap >= delay && dev_gap < delay + 8_000,
+        "device back after {dev_gap} ms: {done}"
+    );
     assert!(app_gap < 8_000, "app back after {app_gap} ms: {done}");
     assert!(
         b["watches"].as_i64().unwrap() >= 2,
@@ -713,6 +736,12 @@ async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and
             .map(|p| p["online"].as_bool().unwrap())
             .collect()
     };
+    if device_delay_ms.is_some() {
+        assert_eq!(
+            reaped, 1.0,
+            "the device came back after the reaping: {done}"
+        );
+    }
     let expected = if reaped == 0.0 {
         vec![true]
     } else {
@@ -730,7 +759,7 @@ async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and
     assert_eq!(seen(a), expected, "app a's presence: {done}");
     let online = ms(&a["presence"][expected.len() - 1]["at"]) - ms(&dev["downAt"]);
     eprintln!("online again (on node1) {online} ms after the device's disconnect");
-    assert!(online < 8_000, "online after {online} ms: {done}");
+    assert!(online < delay + 8_000, "online after {online} ms: {done}");
     // App b was away for part of it: it saw the end of the same story.
     assert!(expected.ends_with(&seen(b)), "app b's presence: {done}");
 

@@ -4,7 +4,9 @@
 //
 // argv: base url (nginx), serial, device token, access token, vehicle id,
 //       acks wanted after the device's reconnect, ms to go on after the
-//       device's disconnect (so that the dead node's reaping is seen).
+//       device's disconnect (so that the dead node's reaping is seen),
+//       and optionally the device's reconnection delay in ms (fixed: no
+//       randomization; default: the stock delays, 1 s +-50 % then doubling).
 //
 // A device (/device) and app "b" (/app) get sessions on node2, app "a" on
 // node1 (sids start with the node id; a socket on the wrong node is closed
@@ -20,10 +22,14 @@
 //                     stay connected until stdin closes (then exit 0)
 //   {"error": "..."}  and exit 1
 const { io } = require(process.env.ROADHUB_TEST_NODE_MODULES + "/socket.io-client");
-const [base, serial, deviceToken, accessToken, vehicleArg, acksArg, settleArg] = process.argv.slice(2);
+const [base, serial, deviceToken, accessToken, vehicleArg, acksArg, settleArg, delayArg] = process.argv.slice(2);
 const vehicle = Number(vehicleArg);
 const wantAcks = Number(acksArg);
 const settleMs = Number(settleArg);
+const deviceDelay = Number(delayArg || 0);
+const deviceOpts = deviceDelay > 0
+  ? { reconnectionDelay: deviceDelay, reconnectionDelayMax: deviceDelay, randomizationFactor: 0 }
+  : {};
 const started = Date.now();
 const now = () => Date.now() - started;
 const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
@@ -38,9 +44,9 @@ const sid = (s) => (s.io.engine ? s.io.engine.id : null);
 const onNode = (s, node) => typeof sid(s) === "string" && sid(s).startsWith(node + ".");
 
 // Open a socket (default options) until its session is on `node`.
-async function openOn(nsp, auth, node) {
+async function openOn(nsp, auth, node, opts = {}) {
   for (let tries = 1; tries <= MAX_TRIES; tries++) {
-    const s = io(base + nsp, { auth, forceNew: true });
+    const s = io(base + nsp, { ...opts, auth, forceNew: true });
     const r = await new Promise((resolve) => {
       s.once("connect", () => resolve(null));
       s.once("connect_error", (e) => resolve(e.message));
@@ -135,7 +141,7 @@ async function main() {
   apps.b.tries = b.tries;
   apps.b.sidBefore = sid(b.socket);
   watchOnConnect("b", b.socket);
-  const d = await openOn("/device", { serial, token: deviceToken }, "node2");
+  const d = await openOn("/device", { serial, token: deviceToken }, "node2", deviceOpts);
   const device = d.socket;
   dev.tries = d.tries;
   dev.sidBefore = sid(device);
