@@ -11,7 +11,11 @@
 //!   node), HTTP-FLV, WS-FLV and HLS played through nginx (on either node:
 //!   the other one pulls the stream from its origin); a stream published to
 //!   node2 directly plays through nginx whichever node answers;
-//! - `/internal/` (node-to-node) is not reachable through nginx.
+//! - `/internal/` (node-to-node) is not reachable through nginx;
+//! - failover (issue 5, item 6): node2, a `roadhub serve` process, killed
+//!   with SIGKILL under stock clients (`tests/clients/failover_flow.js`):
+//!   they reconnect through nginx to node1 by their own logic, presence
+//!   heals within the TTL, every acknowledged point is stored.
 //!
 //! Needs nginx with the stream module (scripts/test installs nginx and
 //! libnginx-mod-stream), ffmpeg/ffprobe, redis-server, and
