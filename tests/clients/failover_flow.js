@@ -118,11 +118,14 @@ function watchOnConnect(name, s) {
 }
 
 let lastT = 0;
+const pending = new Set(); // points sent, not answered yet
 function sendLoc(device) {
   const t = Math.max(Date.now(), lastT + 1);
   lastT = t;
   dev.sent += 1;
+  pending.add(t);
   device.emit("loc", { points: [{ t, lat: 37.5, lon: 127.1, spd: 30 }] }, (ack) => {
+    pending.delete(t);
     if (ack && ack.ok === true && ack.stored === 1) {
       dev.acked.push(t);
       if (dev.upAt !== null) dev.acksAfter += 1;
@@ -186,7 +189,9 @@ async function main() {
     check();
   });
   const acked = dev.acked.slice();
-  out("done", { at: now(), readyAt, device: { ...dev, acked }, apps });
+  // Sent, never answered (in flight when node2 died): stored or not.
+  const unanswered = [...pending].filter((t) => t < lastT - 2000);
+  out("done", { at: now(), readyAt, device: { ...dev, acked, unanswered }, apps });
   // Stay connected (the test checks the hub's view) until stdin closes.
   clearTimeout(deadline);
   setTimeout(() => fail("stdin still open 30 s after done"), 30000);
