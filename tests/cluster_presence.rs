@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::process::{Killed, NodeArgs, start_process_node};
 use common::redis::Redis;
 use common::sio::SioClient;
 use common::{Api, Session, TestServer};
@@ -453,67 +454,17 @@ async fn three_nodes_presence_commands_and_one_session_per_device() {
     assert!(left.iter().all(|m| !m.starts_with("node-c@")), "{left:?}");
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_roadhub");
-
-/// A node in its own process (so it can be killed with SIGKILL).
-fn spawn_node(dir: &std::path::Path, port: u16, db_url: &str, redis: &str, id: &str) -> Child {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROADHUB_") {
-            cmd.env_remove(k);
-        }
-    }
-    let set = |kv: String| ["--set".to_string(), kv];
-    cmd.current_dir(dir)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            db_url,
-        ])
-        .args(set(format!("redis.url={redis}")))
-        .args(set(format!("node.id={id}")))
-        .args(set("node.presence_ttl_secs=3".into()))
-        .args(set(format!("auth.jwt_secret={SECRET}")))
-        .args(set("limits.auth_attempts_per_minute=0".into()))
-        .args(set("rtmp.listen=127.0.0.1:0".into()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Start `roadhub serve` as node `id` on a free port; its base URL.
-async fn start_process_node(
-    dir: &std::path::Path,
-    db_url: &str,
-    redis: &str,
-    id: &str,
-) -> (Killed, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Killed(spawn_node(dir, port, db_url, redis, id));
-    eventually("the node healthy", Duration::from_secs(30), async || {
-        reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    (child, base)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// node-x in its own process (so it can be killed with SIGKILL).
+async fn start_node_x(dir: &std::path::Path, db_url: &str, redis: &str) -> (Killed, String) {
+    let args = NodeArgs {
+        db_url,
+        redis,
+        id: "node-x",
+        secret: SECRET,
+        rtmp: None,
+        set: &[],
+    };
+    start_process_node(dir, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,8 +475,7 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     let ns = nodes(&target, &["node-b"], 3).await;
     let b = &ns[0];
     let dir = tempfile::tempdir().unwrap();
-    let (mut x, x_base) =
-        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
+    let (mut x, x_base) = start_node_x(dir.path(), &b.config.database.url, &redis.url()).await;
 
     let api = b.api();
     let owner = api.new_user("killed@example.com").await;
@@ -549,8 +499,7 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     assert_eq!(r["online"], true, "{r}");
 
     // kill -9: no goodbye; node B reaps X once its liveness key expires.
-    x.0.kill().unwrap();
-    x.0.wait().unwrap();
+    x.kill();
     let killed = Instant::now();
     let (p, _) = app
         .event("presence", Duration::from_secs(8))
@@ -602,8 +551,7 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
     // node.id reused: X restarted, a device on it, killed again and
     // restarted at once with the same id. The previous run's device goes
     // offline all the same (it is another incarnation).
-    let (mut x2, x2_base) =
-        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
+    let (mut x2, x2_base) = start_node_x(dir.path(), &b.config.database.url, &redis.url()).await;
     let v2 = api.new_vehicle(&owner, "KILL-2").await;
     let vehicle2 = v2["id"].as_i64().unwrap();
     let _device2 = SioClient::connect(
@@ -622,11 +570,9 @@ async fn a_killed_nodes_devices_go_offline_within_the_presence_ttl() {
         listed(&api, &owner, vehicle2).await.0
     })
     .await;
-    x2.0.kill().unwrap();
-    x2.0.wait().unwrap();
+    x2.kill();
     let killed = Instant::now();
-    let (_x3, _) =
-        start_process_node(dir.path(), &b.config.database.url, &redis.url(), "node-x").await;
+    let (_x3, _) = start_node_x(dir.path(), &b.config.database.url, &redis.url()).await;
     let (p, _) = app
         .event("presence", Duration::from_secs(8))
         .await

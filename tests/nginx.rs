@@ -11,7 +11,11 @@
 //!   node), HTTP-FLV, WS-FLV and HLS played through nginx (on either node:
 //!   the other one pulls the stream from its origin); a stream published to
 //!   node2 directly plays through nginx whichever node answers;
-//! - `/internal/` (node-to-node) is not reachable through nginx.
+//! - `/internal/` (node-to-node) is not reachable through nginx;
+//! - failover (issue 5, item 6): node2, a `roadhub serve` process, killed
+//!   with SIGKILL under stock clients (`tests/clients/failover_flow.js`):
+//!   they reconnect through nginx to node1 by their own logic, presence
+//!   heals within the TTL, every acknowledged point is stored.
 //!
 //! Needs nginx with the stream module (scripts/test installs nginx and
 //! libnginx-mod-stream), ffmpeg/ffprobe, redis-server, and
@@ -21,28 +25,22 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
 use common::live::{Ffmpeg, assert_h264_aac_640x360, ffprobe_streams};
+use common::process::{NodeArgs, free_port, start_process_node};
 use common::redis::Redis;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx.conf");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn host_port(base: &str) -> &str {
     base.trim_start_matches("http://")
@@ -57,8 +55,14 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// nginx with the documented config, node1 and node2 being `nodes`.
+    /// nginx with the documented config in front of two test servers.
     fn start(nodes: [&TestServer; 2]) -> Self {
+        Self::start_at(nodes.map(|n| (n.base.as_str(), n.rtmp_addr)))
+    }
+
+    /// nginx with the documented config, node1 and node2 being `nodes`:
+    /// (HTTP base URL, RTMP address) of each.
+    fn start_at(nodes: [(&str, SocketAddr); 2]) -> Self {
         assert!(
             Path::new(NGINX).is_file() && Path::new(STREAM_MODULE).is_file(),
             "{NGINX} and {STREAM_MODULE} needed (scripts/test installs nginx and libnginx-mod-stream)"
@@ -71,10 +75,10 @@ impl Nginx {
             assert!(conf.contains(from), "{CONF} no longer has {from:?}");
             *conf = conf.replace(from, to);
         };
-        replace(&mut conf, "10.0.0.11:8080", host_port(&nodes[0].base));
-        replace(&mut conf, "10.0.0.12:8080", host_port(&nodes[1].base));
-        replace(&mut conf, "10.0.0.11:1935", &nodes[0].rtmp_addr.to_string());
-        replace(&mut conf, "10.0.0.12:1935", &nodes[1].rtmp_addr.to_string());
+        replace(&mut conf, "10.0.0.11:8080", host_port(nodes[0].0));
+        replace(&mut conf, "10.0.0.12:8080", host_port(nodes[1].0));
+        replace(&mut conf, "10.0.0.11:1935", &nodes[0].1.to_string());
+        replace(&mut conf, "10.0.0.12:1935", &nodes[1].1.to_string());
         replace(&mut conf, "listen 80;", &format!("listen {http};"));
         replace(&mut conf, "listen 1935;", &format!("listen {rtmp};"));
         // Our own logs and temp files, in the temp dir.
@@ -508,5 +512,319 @@ async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     );
     wait_ok(&hls).await;
     assert_h264_aac_640x360(&probe(hls).await);
+    drop(nginx);
+}
+
+/// A counter of a node's /metrics (0 when absent).
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The next JSON line of the client holding `key` (an `error` line, the
+/// end of its output or the deadline fail the test with `context()`).
+async fn line_with(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    key: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let line = match tokio::time::timeout_at(deadline, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(other) => panic!("the client ended before {key}: {other:?}\n{}", context()),
+            Err(_) => panic!("no {key} from the client within {within:?}\n{}", context()),
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        assert!(v.get("error").is_none(), "client: {v}\n{}", context());
+        if let Some(found) = v.get(key) {
+            return found.clone();
+        }
+    }
+}
+
+/// Every `t` stored for `vehicle` in [from, to), paged (small pages, so the
+/// cursor is used).
+async fn stored_ts(base: &str, access: &str, vehicle: i64, from: i64, to: i64) -> Vec<i64> {
+    let api = common::Api::new(base);
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let mut path = format!("/api/v1/vehicles/{vehicle}/locations?from={from}&to={to}&limit=50");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = api.get(&path, access).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        out.extend(
+            r.body["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["t"].as_i64().unwrap()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("more than 10,000 pages of locations");
+}
+
+fn starts(v: &Value, prefix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.starts_with(prefix))
+}
+
+/// Issue 5, item 6: node2 killed with SIGKILL behind nginx. Stock
+/// `socket.io-client` sockets (default options, so their own reconnection
+/// with the default delays) of a device and an app on node2 reconnect
+/// through nginx to node1; the device's `loc` goes on; both apps (the one
+/// on node1 never disconnected) get `loc` again; node2 is reaped within the
+/// presence TTL (3 s); every point the device got an ack for is stored.
+/// The device is usually back before node2 is reaped: then the app on
+/// node1 sees only `presence` online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_behind_nginx_its_stock_clients_reconnect_to_the_other_and_no_acked_point_is_lost()
+ {
+    failover(None).await;
+}
+
+/// The same with the device's reconnection delay fixed at 4 s (longer than
+/// the reaping takes, at most 3 s with a TTL of 3 s): the app on node1
+/// sees `presence` offline (node2 reaped), then online once the device is
+/// back; the points the device buffered meanwhile are acked and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_behind_nginx_its_device_back_after_the_reaping_goes_offline_then_online() {
+    failover(Some(4_000)).await;
+}
+
+/// node2 killed under the stock clients of `tests/clients/failover_flow.js`;
+/// `device_delay_ms`: the device's fixed reconnection delay (None: the
+/// stock delays).
+async fn failover(device_delay_ms: Option<u64>) {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let redis = Redis::start();
+    let secret = "nginx-test-secret-".repeat(3);
+    let node1 = TestServer::start_with(|c| {
+        c.redis.url = Some(redis.url());
+        c.node.id = "node1".into();
+        c.auth.jwt_secret = Some(secret.clone());
+        c.http.trust_forwarded_for = true;
+        c.node.presence_ttl_secs = 3;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rtmp2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let redis_url = redis.url();
+    let args = NodeArgs {
+        db_url: &node1.config.database.url,
+        redis: &redis_url,
+        id: "node2",
+        secret: &secret,
+        rtmp: Some(rtmp2),
+        set: &["http.trust_forwarded_for=true"],
+    };
+    // Killed on drop, also when the test fails.
+    let (mut node2, base2) = start_process_node(dir.path(), &args).await;
+    let nginx = Nginx::start_at([(&node1.base, node1.rtmp_addr), (&base2, rtmp2)]);
+
+    let api = node1.api();
+    let owner = api.new_user("failover@example.com").await;
+    let v = api.new_vehicle(&owner, "FO-1").await;
+    let vehicle = v["id"].as_i64().unwrap();
+    let (acks_after, settle_ms) = (20, 5_000);
+    let stderr_path = dir.path().join("client.stderr");
+    let mut child = tokio::process::Command::new("node")
+        .arg(script("failover_flow.js"))
+        .args([
+            nginx.base(),
+            "FO-1".into(),
+            v["device_token"].as_str().unwrap().into(),
+            owner.access.clone(),
+            vehicle.to_string(),
+            acks_after.to_string(),
+            settle_ms.to_string(),
+            device_delay_ms.unwrap_or(0).to_string(),
+        ])
+        .env("ROADHUB_TEST_NODE_MODULES", &modules)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let context = || {
+        format!(
+            "client stderr: {}\nnginx: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+            nginx.log()
+        )
+    };
+
+    let started = Instant::now();
+    let ready = line_with(&mut lines, "ready", Duration::from_secs(30), context).await;
+    eprintln!("ready after {:?}: {ready}", started.elapsed());
+    assert!(starts(&ready["device"]["sid"], "node2."), "{ready}");
+    assert!(starts(&ready["apps"]["a"]["sid"], "node1."), "{ready}");
+    assert!(starts(&ready["apps"]["b"]["sid"], "node2."), "{ready}");
+
+    // Points flow for a second, then node2 dies without a goodbye.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    node2.kill();
+    let killed = Instant::now();
+    let done = line_with(&mut lines, "done", Duration::from_secs(30), context).await;
+    let done_after = killed.elapsed();
+    let (dev, a, b) = (&done["device"], &done["apps"]["a"], &done["apps"]["b"]);
+    let ms = |v: &Value| v.as_i64().unwrap_or_else(|| panic!("not a time: {done}"));
+
+    // The stock clients reconnected on their own, through nginx, to node1.
+    assert!(starts(&dev["sidAfter"], "node1."), "{done}");
+    assert!(starts(&b["sidAfter"], "node1."), "{done}");
+    assert!(a["downAt"].is_null(), "the app on node1 stayed up: {done}");
+    let dev_gap = ms(&dev["upAt"]) - ms(&dev["downAt"]);
+    let app_gap = ms(&b["upAt"]) - ms(&b["downAt"]);
+    eprintln!(
+        "device: down {} ms after ready ({}), back on node1 after {dev_gap} ms ({} attempts); \
+         app b: back after {app_gap} ms ({} attempts); done {done_after:?} after the kill",
+        ms(&dev["downAt"]) - ms(&done["readyAt"]),
+        dev["reason"],
+        dev["attempts"],
+        b["attempts"],
+    );
+    // Default reconnection delays: the first attempt after 0.5 to 1.5 s.
+    let delay = device_delay_ms.map_or(0, |d| d as i64);
+    assert!(
+        dev_gap >= delay && dev_gap < delay + 8_000,
+        "device back after {dev_gap} ms: {done}"
+    );
+    assert!(app_gap < 8_000, "app back after {app_gap} ms: {done}");
+    assert!(
+        b["watches"].as_i64().unwrap() >= 2,
+        "b watched again: {done}"
+    );
+    // Both apps get the device's loc again.
+    assert!(a["locsAfter"].as_i64().unwrap() >= 3, "{done}");
+    assert!(b["locsAfter"].as_i64().unwrap() >= 3, "{done}");
+    assert!(dev["acksAfter"].as_i64().unwrap() >= acks_after, "{done}");
+    assert_eq!(dev["nacked"], json!([]), "no point refused: {done}");
+
+    // node2 was reaped by node1. Its device's key had been taken over by
+    // the reconnect unless the reaper got there first: then (and only then)
+    // the reaper published offline before the reconnect's online.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&node1.base, "roadhub_cluster_nodes_reaped_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "node2 not reaped: {done}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reaped = metric(&node1.base, "roadhub_cluster_devices_reaped_total").await;
+    let seen = |app: &Value| -> Vec<bool> {
+        app["presence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["online"].as_bool().unwrap())
+            .collect()
+    };
+    if device_delay_ms.is_some() {
+        assert_eq!(
+            reaped, 1.0,
+            "the device came back after the reaping: {done}"
+        );
+    }
+    let expected = if reaped == 0.0 {
+        vec![true]
+    } else {
+        assert_eq!(reaped, 1.0, "{done}");
+        let off = &a["presence"][0];
+        let took = ms(&off["at"]) - ms(&dev["downAt"]);
+        eprintln!("offline {took} ms after the device's disconnect");
+        assert!(took < 5_000, "offline after {took} ms: {done}");
+        vec![false, true]
+    };
+    eprintln!(
+        "devices reaped by node1: {reaped}; presence seen by a: {:?}",
+        seen(a)
+    );
+    assert_eq!(seen(a), expected, "app a's presence: {done}");
+    let online = ms(&a["presence"][expected.len() - 1]["at"]) - ms(&dev["downAt"]);
+    eprintln!("online again (on node1) {online} ms after the device's disconnect");
+    assert!(online < delay + 8_000, "online after {online} ms: {done}");
+    // App b was away for part of it: it saw the end of the same story.
+    assert!(expected.ends_with(&seen(b)), "app b's presence: {done}");
+
+    // The vehicle is online, held by node1.
+    let r = api.get("/api/v1/vehicles", &owner.access).await;
+    let listed = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == vehicle);
+    assert_eq!(listed.unwrap()["online"], true, "{r:?}");
+    // The client disconnects once its stdin closes.
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the client exits once its stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}: {done}\n{}", context());
+
+    // Nothing acknowledged is lost: every acked point is stored.
+    let acked: Vec<i64> = dev["acked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    let (from, to) = (
+        *acked.iter().min().unwrap(),
+        *acked.iter().max().unwrap() + 1,
+    );
+    let stored: std::collections::HashSet<i64> =
+        stored_ts(&node1.base, &owner.access, vehicle, from, to)
+            .await
+            .into_iter()
+            .collect();
+    // Points in flight when node2 died got no ack: stored or not, either
+    // is right (the client does not resend them).
+    let unanswered: Vec<i64> = dev["unanswered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    let stored_unanswered = stored_ts(&node1.base, &owner.access, vehicle, 0, i64::MAX)
+        .await
+        .into_iter()
+        .filter(|t| unanswered.contains(t))
+        .count();
+    eprintln!("never answered: {unanswered:?} ({stored_unanswered} of them stored)");
+    let missing: Vec<i64> = acked
+        .iter()
+        .filter(|t| !stored.contains(t))
+        .copied()
+        .collect();
+    let sent = dev["sent"].as_i64().unwrap();
+    eprintln!(
+        "points: {sent} sent, {} acked, {} stored in the acked range",
+        acked.len(),
+        stored.len(),
+    );
+    assert!(missing.is_empty(), "acked but not stored: {missing:?}");
     drop(nginx);
 }

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod live;
+pub mod process;
 pub mod redis;
 pub mod rtsp;
 
