@@ -186,7 +186,12 @@ async fn a_watch_answered_receives_the_next_frame_from_another_node() {
     // Node B ready: its bus is connected to Redis (over the slow link).
     let readyz = format!("{}/readyz", b.base);
     let deadline = Instant::now() + T;
-    while reqwest::get(&readyz).await.map(|r| r.status().as_u16()).ok() != Some(200) {
+    while reqwest::get(&readyz)
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
         assert!(Instant::now() < deadline, "node B never ready");
         sleep(Duration::from_millis(50)).await;
     }
@@ -200,7 +205,9 @@ async fn a_watch_answered_receives_the_next_frame_from_another_node() {
             .await
             .unwrap();
         let t = t0 + round * 1000;
-        let ack = device.emit_ack("event", json!({"type": "impact", "t": t})).await;
+        let ack = device
+            .emit_ack("event", json!({"type": "impact", "t": t}))
+            .await;
         assert_eq!(ack["ok"], true, "{ack}");
         let (ev, _) = app_b
             .event("event", T)

@@ -740,11 +740,31 @@ async fn reap(hub: &Hub, cluster: &Cluster, member: &str) {
                 return;
             }
         };
+        let mut reaped = Vec::new();
         for ((vehicle, owner), r) in chunk.iter().zip(results) {
             if matches!(r, Ok(RValue::Int(1 | 2))) && !hub.presence.is_online(*vehicle) {
                 offline += 1;
                 cluster.stats.devices_reaped.fetch_add(1, Ordering::Relaxed);
                 publish_to_user(hub, *owner, device::presence_frame(*vehicle, false)).await;
+                reaped.push((*vehicle, *owner));
+            }
+        }
+        // A device that reconnected (on any node) between the delete and
+        // the offline frame had its `online` published first: say online
+        // again, so its watchers end on the truth.
+        let cmds: Vec<Cmd> = reaped
+            .iter()
+            .map(|(vehicle, _)| {
+                let mut c = Cmd::new();
+                c.arg("EXISTS").arg(device_key(*vehicle));
+                c
+            })
+            .collect();
+        if let Ok(results) = cluster.redis.batch(&cmds).await {
+            for ((vehicle, owner), r) in reaped.iter().zip(results) {
+                if matches!(r, Ok(RValue::Int(1))) {
+                    publish_to_user(hub, *owner, device::presence_frame(*vehicle, true)).await;
+                }
             }
         }
     }
