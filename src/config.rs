@@ -368,9 +368,9 @@ config! {
         /// Shared secret nodes present to each other (internal stream pulls);
         /// the same on every node. Unset: derived from the JWT secret.
         cluster_secret: Option<String> = None => secret,
-        /// Seconds a device's presence lasts in Redis without a refresh
-        /// (refreshed every third of it; at least 3); a dead node's devices
-        /// go offline within about this long.
+        /// Seconds a device's presence (and a live stream's registry entry)
+        /// lasts in Redis without a refresh (refreshed every third of it; at
+        /// least 3); a dead node's devices go offline within about this long.
         presence_ttl_secs: u64 = 30,
         /// Folder for the node's own files (the generated JWT secret).
         data_dir: String = "./data".into(),

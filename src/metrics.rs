@@ -256,6 +256,11 @@ impl Metrics {
                 "Jobs waiting for the telemetry writer",
                 r(|h, _| h.ingest.queue_len() as u64),
             ),
+            (
+                "cluster_redis_up",
+                "1 while the bus is connected to Redis (0 when down or on a single node)",
+                r(|h, _| h.cluster.as_ref().is_some_and(|c| c.redis_up()) as u64),
+            ),
         ];
         let counter_defs: Vec<(&str, &str, Reader)> = vec![
             (
@@ -342,6 +347,16 @@ impl Metrics {
                 "cluster_command_timeouts_total",
                 "Commands to other nodes answered timeout here",
                 r(|h, _| cluster_stat(h, |c| &c.command_timeouts)),
+            ),
+            (
+                "cluster_bus_dropped_total",
+                "Room frames not sent to Redis (its publish queue was full)",
+                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.dropped())),
+            ),
+            (
+                "cluster_bus_lagged_total",
+                "Frames from other nodes lost by rooms that fell behind",
+                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.lagged())),
             ),
             (
                 "cluster_kicks_sent_total",

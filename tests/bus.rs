@@ -62,6 +62,23 @@ async fn local_bus_delivers_to_topic_subscribers_only() {
     quiet(&mut a).await;
 }
 
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_loses_the_oldest_and_is_counted() {
+    let bus = Bus::Local(LocalBus::new("solo").unwrap());
+    let mut slow = bus.subscribe("vehicle:1");
+    assert!(*slow.ready().borrow(), "the local bus is ready at once");
+    let extra = 10u64;
+    for i in 0..roadhub::bus::SUBSCRIPTION_CAPACITY as u64 + extra {
+        bus.publish("vehicle:1", Bytes::from(i.to_string()));
+    }
+    // The first message received is the oldest kept.
+    let (_, frame) = recv(&mut slow).await;
+    assert_eq!(frame, Bytes::from(extra.to_string()));
+    assert_eq!(slow.lagged(), extra);
+    assert_eq!(bus.lagged(), extra);
+    assert_eq!(bus.dropped(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cross_node_delivery_once_and_refcounted_subscriptions() {
     let r = Redis::start();

@@ -651,6 +651,7 @@ async fn redis_restart_mid_traffic() {
         s == 503 && body["error"]["code"] == "redis_unavailable"
     })
     .await;
+    assert_eq!(metric(&a.base, "roadhub_cluster_redis_up").await, 0.0);
     // Local delivery goes on.
     let sent = send(&mut device).await;
     let (loc, _) = app_a
@@ -667,6 +668,7 @@ async fn redis_restart_mid_traffic() {
             readyz(&n.base).await.0 == 200
         })
         .await;
+        assert_eq!(metric(&n.base, "roadhub_cluster_redis_up").await, 1.0);
     }
     // Node B receives again (its subscription restored), within a bound.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -28,6 +28,10 @@ impl LocalBus {
         Self { node_id, registry }
     }
 
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn publish(&self, topic: &str, frame: Bytes) {
         self.registry.deliver(
             topic,

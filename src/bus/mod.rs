@@ -110,6 +110,23 @@ impl Bus {
         }
     }
 
+    /// Room frames not sent to Redis because its publish queue was full
+    /// (0 on the local bus).
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Bus::Local(_) => 0,
+            Bus::Redis(b) => b.dropped(),
+        }
+    }
+
+    /// Messages local subscribers lost by falling behind, all topics.
+    pub fn lagged(&self) -> u64 {
+        match self {
+            Bus::Local(b) => b.registry().lagged(),
+            Bus::Redis(b) => b.registry().lagged(),
+        }
+    }
+
     /// The node id messages published here carry.
     pub fn node_id(&self) -> &str {
         match self {
@@ -164,6 +181,8 @@ pub(crate) struct Registry {
     topics: Mutex<HashMap<Box<str>, Topic>>,
     /// Woken when a topic gains its first or loses its last subscriber.
     changed: Option<Arc<Notify>>,
+    /// Messages lost by subscribers that fell behind, all topics.
+    lagged: std::sync::atomic::AtomicU64,
 }
 
 struct Topic {
@@ -179,6 +198,7 @@ impl Registry {
         Arc::new(Self {
             topics: Mutex::new(HashMap::new()),
             changed,
+            lagged: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -234,6 +254,10 @@ impl Registry {
         }
     }
 
+    pub(crate) fn lagged(&self) -> u64 {
+        self.lagged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Topics with at least one local subscriber.
     pub(crate) fn topics(&self) -> Vec<Box<str>> {
         self.lock().keys().cloned().collect()
@@ -282,7 +306,12 @@ impl Subscription {
         loop {
             match self.rx.recv().await {
                 Ok(m) => return Some(m),
-                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged += n,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.lagged += n;
+                    self.registry
+                        .lagged
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

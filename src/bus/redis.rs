@@ -143,6 +143,10 @@ impl RedisBus {
     }
 
     /// Publishes not sent to Redis because the queue was full.
+    pub(crate) fn registry(&self) -> &super::Registry {
+        self.inner.local.registry()
+    }
+
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
