@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::redis::Redis;
@@ -169,37 +168,6 @@ async fn redis_restart_restores_subscriptions_and_local_delivery_goes_on() {
     quiet(&mut a1).await;
 }
 
-/// Three masters, no replicas, every slot assigned.
-fn start_cluster() -> Vec<Redis> {
-    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
-    let status = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("redis-cli on PATH");
-    assert!(status.success(), "redis-cli --cluster create failed");
-    let deadline = std::time::Instant::now() + WAIT;
-    for n in &nodes {
-        loop {
-            let mut c = redis::Client::open(n.url())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-            if info.contains("cluster_state:ok") {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "cluster not ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    nodes
-}
-
 /// Subscribers of a sharded channel over the whole cluster (a node that
 /// does not own the channel's slot answers with a redirect: counted 0).
 fn cluster_shard_subscribers(nodes: &[Redis], topic: &str) -> i64 {
@@ -211,7 +179,7 @@ fn cluster_shard_subscribers(nodes: &[Redis], topic: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_cross_node_delivery() {
-    let nodes = start_cluster();
+    let nodes = common::redis::start_cluster();
     let seeds: Vec<String> = nodes.iter().map(Redis::url).collect();
     let a = Bus::Redis(RedisBus::new("node-a", RedisTarget::Cluster(seeds.clone())).unwrap());
     let b = Bus::Redis(RedisBus::new("node-b", RedisTarget::Cluster(seeds)).unwrap());

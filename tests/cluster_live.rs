@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::live::{Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams};
 use common::redis::Redis;
-use common::{Session, TestServer};
+use common::{Session, TestServer, metric};
 use futures_util::StreamExt as _;
 
 const SECRET: &str = "cluster-live-test-secret";
@@ -27,20 +27,6 @@ fn node(c: &mut roadhub::Config, redis: &Redis, id: &str, db_url: Option<&str>) 
     if let Some(url) = db_url {
         c.database.url = url.to_owned();
     }
-}
-
-async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} not in the metrics"))
-        .parse()
-        .unwrap()
 }
 
 /// Wait (up to `within`) until `f` answers true.
@@ -167,7 +153,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
         assert_eq!(res.status(), 404, "{unknown}");
     }
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(metric(&n2, "roadhub_live_edge_pulls_total").await, 0.0);
+    assert_eq!(metric(&n2.base, "roadhub_live_edge_pulls_total").await, 0.0);
 
     // A viewer on node 2 holds its edge pull open for the whole test.
     let holder = tokio::spawn(read_flv(
@@ -175,7 +161,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
         Duration::from_secs(12),
     ));
     eventually("node 2 pulls", Duration::from_secs(10), || async {
-        metric(&n2, "roadhub_live_edge_pulls").await == 1.0
+        metric(&n2.base, "roadhub_live_edge_pulls").await == 1.0
     })
     .await;
 
@@ -209,20 +195,23 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     assert_starts_at_a_keyframe(&holder.await.unwrap());
 
     // Node 1 served one pull per edge, each edge pulled once.
-    assert_eq!(metric(&n1, "roadhub_live_internal_pulls_total").await, 2.0);
-    assert_eq!(metric(&n2, "roadhub_live_edge_pulls_total").await, 1.0);
-    assert_eq!(metric(&n3, "roadhub_live_edge_pulls_total").await, 1.0);
-    assert_eq!(metric(&n1, "roadhub_live_edge_pulls_total").await, 0.0);
+    assert_eq!(
+        metric(&n1.base, "roadhub_live_internal_pulls_total").await,
+        2.0
+    );
+    assert_eq!(metric(&n2.base, "roadhub_live_edge_pulls_total").await, 1.0);
+    assert_eq!(metric(&n3.base, "roadhub_live_edge_pulls_total").await, 1.0);
+    assert_eq!(metric(&n1.base, "roadhub_live_edge_pulls_total").await, 0.0);
     // An edge's bytes are not publisher bytes (usage is the origin's).
-    assert_eq!(metric(&n2, "roadhub_live_bytes_in_total").await, 0.0);
-    assert!(metric(&n2, "roadhub_live_edge_bytes_in_total").await > 10_000.0);
+    assert_eq!(metric(&n2.base, "roadhub_live_bytes_in_total").await, 0.0);
+    assert!(metric(&n2.base, "roadhub_live_edge_bytes_in_total").await > 10_000.0);
 
     // The viewers gone (HLS counts for 10 s), the edges stop pulling and
     // node 1 serves no internal viewer any more.
     eventually("the edge pulls stop", Duration::from_secs(30), || async {
-        metric(&n2, "roadhub_live_edge_pulls").await == 0.0
-            && metric(&n3, "roadhub_live_edge_pulls").await == 0.0
-            && metric(&n1, "roadhub_live_viewers{protocol=\"internal\"}").await == 0.0
+        metric(&n2.base, "roadhub_live_edge_pulls").await == 0.0
+            && metric(&n3.base, "roadhub_live_edge_pulls").await == 0.0
+            && metric(&n1.base, "roadhub_live_viewers{protocol=\"internal\"}").await == 0.0
     })
     .await;
     // Node 1 still publishes: its entry stays.
@@ -288,7 +277,7 @@ async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
     // Node 1's publisher leaves: its compare-and-delete spares node 2's entry.
     drop(first);
     eventually("node 1 unpublished", Duration::from_secs(10), || async {
-        metric(&n1, "roadhub_live_publishers").await == 0.0
+        metric(&n1.base, "roadhub_live_publishers").await == 0.0
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

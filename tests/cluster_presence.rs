@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::process::{Killed, NodeArgs, start_process_node};
 use common::redis::Redis;
 use common::sio::SioClient;
-use common::{Api, Session, TestServer};
+use common::{Api, Session, TestServer, metric};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
@@ -145,21 +144,6 @@ async fn command(device: &mut SioClient, name: &str) -> (Value, Option<u64>) {
             return (cmd, ack);
         }
     }
-}
-
-/// A counter or gauge of a node's /metrics (0 when absent).
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn redis_cmd(redis: &Redis, args: &[&str]) -> redis::Value {
@@ -691,40 +675,9 @@ async fn redis_restart_mid_traffic() {
     app_b.close().await;
 }
 
-/// Three masters, no replicas, every slot assigned.
-fn start_redis_cluster() -> Vec<Redis> {
-    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
-    let status = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("redis-cli on PATH");
-    assert!(status.success(), "redis-cli --cluster create failed");
-    let deadline = std::time::Instant::now() + T;
-    for n in &nodes {
-        loop {
-            let mut c = redis::Client::open(n.url())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-            if info.contains("cluster_state:ok") {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "cluster not ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    nodes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_watch_loc_command_presence() {
-    let rc = start_redis_cluster();
+    let rc = common::redis::start_cluster();
     let target = Target::Cluster(rc.iter().map(Redis::url).collect());
     let ns = nodes(&target, &["node-a", "node-b"], 3).await;
     let (a, b) = (&ns[0], &ns[1]);

@@ -30,10 +30,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::live::{Ffmpeg, assert_h264_aac_640x360, ffprobe_streams};
 use common::process::{NodeArgs, free_port, start_process_node};
 use common::redis::Redis;
+use common::{TestServer, metric};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
@@ -513,21 +513,6 @@ async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     wait_ok(&hls).await;
     assert_h264_aac_640x360(&probe(hls).await);
     drop(nginx);
-}
-
-/// A counter of a node's /metrics (0 when absent).
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// The next JSON line of the client holding `key` (an `error` line, the

@@ -406,3 +406,21 @@ impl TestDb {
         (user.id, ids)
     }
 }
+
+/// A counter or gauge of a node's `/metrics` (`name` may carry labels,
+/// e.g. `roadhub_live_viewers{protocol="internal"}`); panics when the node
+/// does not export it, so a misspelt name fails instead of reading 0.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} not in the metrics of {base}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

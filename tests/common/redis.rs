@@ -131,3 +131,35 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// A Redis Cluster of three masters (no replicas, every slot assigned),
+/// made with `redis-cli --cluster create`; waits for `cluster_state:ok`.
+pub fn start_cluster() -> Vec<Redis> {
+    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
+    let status = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli on PATH");
+    assert!(status.success(), "redis-cli --cluster create failed");
+    let deadline = std::time::Instant::now() + WAIT;
+    for n in &nodes {
+        loop {
+            let mut c = redis::Client::open(n.url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "cluster not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    nodes
+}
