@@ -296,3 +296,115 @@ async fn the_internal_endpoint_is_404_on_a_single_node() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// The device's stream moves from node 1 to node 3 (it reconnected there)
+/// while a viewer plays it on node 2: node 2's edge pull follows it to
+/// node 3 within the grace period and the viewer's FLV goes on, one
+/// connection, timestamps never going back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_follows_a_stream_that_moves_to_another_node() {
+    let redis = Redis::start();
+    let long_grace = |c: &mut roadhub::Config| c.live.publisher_grace_secs = 8;
+    let n1 = TestServer::start_with(|c| {
+        node(c, &redis, "node-1", None);
+        long_grace(c);
+    })
+    .await;
+    let db = n1.config.database.url.clone();
+    let n2 = TestServer::start_with(|c| {
+        node(c, &redis, "node-2", Some(&db));
+        long_grace(c);
+    })
+    .await;
+    let n3 = TestServer::start_with(|c| {
+        node(c, &redis, "node-3", Some(&db));
+        long_grace(c);
+    })
+    .await;
+    let api = n1.api();
+    let owner = api.new_user("follow@example.com").await;
+    let v = api.new_vehicle(&owner, "EDGE-3").await;
+    let key = format!("{}-front", v["id"].as_i64().unwrap());
+    let token = v["device_token"].as_str().unwrap().to_string();
+    let rkey = format!("rh:stream:{key}");
+    let origin = |redis: &Redis| -> Option<String> {
+        let raw = redis.get(&rkey)?;
+        let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        entry["node"].as_str().map(str::to_owned)
+    };
+
+    let first = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
+        60,
+    );
+    eventually("node 1 registered", Duration::from_secs(15), || async {
+        origin(&redis).as_deref() == Some("node-1")
+    })
+    .await;
+    // One viewer on node 2, read in the background.
+    let url = flv_url(&n2, &key, &owner);
+    let res = reqwest::get(&url).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let reader_task = tokio::spawn(async move {
+        let mut body = res.bytes_stream();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while let Ok(Some(Ok(b))) = tokio::time::timeout_at(deadline, body.next()).await {
+            if tx.send(b).is_err() {
+                break;
+            }
+        }
+    });
+    let mut reader = FlvReader::default();
+    let video_frames = |reader: &FlvReader| reader.video_timestamps().len();
+    let read_until = async |reader: &mut FlvReader,
+                            rx: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+                            frames: usize,
+                            within: Duration| {
+        let deadline = tokio::time::Instant::now() + within;
+        while video_frames(reader) < frames {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(b)) => reader.feed(&b),
+                _ => return false,
+            }
+        }
+        true
+    };
+    assert!(
+        read_until(&mut reader, &mut rx, 30, Duration::from_secs(15)).await,
+        "video from node 1 through node 2"
+    );
+    // The device goes to node 3: node 1's publisher leaves (node 1 holds
+    // its viewers for the grace period), node 3 becomes the origin.
+    drop(first);
+    let _second = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={token}", n3.rtmp_addr),
+        60,
+    );
+    eventually("node 3 registered", Duration::from_secs(15), || async {
+        origin(&redis).as_deref() == Some("node-3")
+    })
+    .await;
+    let moved = Instant::now();
+    let before = video_frames(&reader);
+    // Well within the 8 s grace: the same viewer gets node 3's video.
+    assert!(
+        read_until(&mut reader, &mut rx, before + 30, Duration::from_secs(6)).await,
+        "the viewer on node 2 got no video from node 3 ({} frames, {:?} after the move)",
+        video_frames(&reader),
+        moved.elapsed()
+    );
+    eprintln!("video from node 3 after {:?}", moved.elapsed());
+    assert_eq!(
+        metric(&n3.base, "roadhub_live_internal_pulls_total").await,
+        1.0
+    );
+    assert_eq!(metric(&n2.base, "roadhub_live_edge_pulls_total").await, 1.0);
+    let ts = reader.video_timestamps();
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps went back: {ts:?}"
+    );
+    drop(rx);
+    reader_task.abort();
+}

@@ -227,6 +227,26 @@ impl OriginHook for Registry {
 }
 
 /// Where an edge pull is.
+/// How often a quiet pull, or one looking for its stream's next origin,
+/// asks the registry (half the quiet check).
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+/// How one pull ended.
+struct PullEnd {
+    /// Why (for the log).
+    why: String,
+    /// Whether it delivered a keyframe: only such a pull is followed.
+    played: bool,
+    /// The stream's new origin, when the pull saw it move.
+    next: Option<Origin>,
+}
+
+impl PullEnd {
+    fn after(played: bool, why: String, next: Option<Origin>) -> Self {
+        Self { why, played, next }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PullState {
     /// Asking the origin.
@@ -343,7 +363,7 @@ impl Edge {
             metrics.edge_pulls_active.inc();
             let end = tokio::select! {
                 () = cancel.cancelled() => "stopped".to_owned(),
-                end = edge.run(&key, &origin, &tx) => end,
+                end = edge.follow(&key, origin.clone(), &tx) => end,
             };
             metrics.edge_pulls_active.dec();
             if let Ok(mut pulls) = edge.pulls.lock()
@@ -403,14 +423,72 @@ impl Edge {
         }
     }
 
-    /// One pull, from the request to the end of the origin's body. Answers
-    /// why it ended (for the log).
+    /// Pull `key` from `origin`, and when a pull that played ends (the
+    /// origin's publisher left, its node died, or the stream went quiet
+    /// there), follow the stream to the node that publishes it next, if one
+    /// does within the publisher grace period: the local stream's viewers
+    /// are held meanwhile and go on with the same timeline. Answers why
+    /// the last pull ended (for the log).
+    async fn follow(
+        &self,
+        key: &StreamKey,
+        mut origin: Origin,
+        state: &watch::Sender<PullState>,
+    ) -> String {
+        loop {
+            let end = self.run(key, &origin, state).await;
+            if !end.played {
+                return end.why;
+            }
+            let next = match end.next {
+                Some(next) => Some(next),
+                None => self.next_origin(key).await,
+            };
+            let Some(next) = next else {
+                return end.why;
+            };
+            tracing::info!(
+                stream = %key,
+                from = %origin.node,
+                to = %next.node,
+                why = %end.why,
+                "edge pull follows the stream to its new origin"
+            );
+            origin = next;
+        }
+    }
+
+    /// The node publishing `key` now, other than this one, looked up for at
+    /// most the publisher grace period.
+    async fn next_origin(&self, key: &StreamKey) -> Option<Origin> {
+        let own = &self.registry.inner.cluster.node_id;
+        let grace = Duration::from_secs(self.streams.config().publisher_grace_secs.max(1));
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            if let Ok(Some(origin)) = self.registry.lookup(key).await
+                && origin.node != *own
+            {
+                return Some(origin);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+
+    /// One pull, from the request to the end of the origin's body.
     async fn run(
         &self,
         key: &StreamKey,
         origin: &Origin,
         state: &watch::Sender<PullState>,
-    ) -> String {
+    ) -> PullEnd {
+        let end = |why: String| PullEnd {
+            why,
+            played: false,
+            next: None,
+        };
         let cluster = &self.registry.inner.cluster;
         let url = format!(
             "{}/internal/live/{key}.flv",
@@ -426,23 +504,23 @@ impl Edge {
             Ok(Err(e)) => {
                 let why = e.without_url().to_string();
                 state.send_replace(PullState::Failed(why.clone()));
-                return why;
+                return end(why);
             }
             Err(_) => {
                 state.send_replace(PullState::Failed("no answer in time".into()));
-                return "no answer in time".into();
+                return end("no answer in time".into());
             }
         };
         match response.status() {
             reqwest::StatusCode::OK => {}
             reqwest::StatusCode::NOT_FOUND => {
                 state.send_replace(PullState::NotThere);
-                return "not published at the origin".into();
+                return end("not published at the origin".into());
             }
             other => {
                 let why = format!("the origin answered {other}");
                 state.send_replace(PullState::Failed(why.clone()));
-                return why;
+                return end(why);
             }
         }
         let publisher = match self
@@ -459,7 +537,7 @@ impl Edge {
             Ok(p) => p,
             Err(e) => {
                 state.send_replace(PullState::Failed(e.to_string()));
-                return e.to_string();
+                return end(e.to_string());
             }
         };
         let mut publisher = publisher;
@@ -469,16 +547,53 @@ impl Edge {
             .max(Duration::from_secs(15));
         let mut reader = StreamReader::new();
         let mut playing = false;
+        let mut silent = Duration::ZERO;
+        let own = &cluster.node_id;
         loop {
             let chunk = tokio::select! {
-                () = publisher.replaced() => return "a local publisher took the stream".into(),
-                chunk = tokio::time::timeout(quiet, response.chunk()) => chunk,
+                // Not followed: this node publishes the stream itself now.
+                () = publisher.replaced() => return end("a local publisher took the stream".into()),
+                chunk = tokio::time::timeout(FOLLOW_POLL * 2, response.chunk()) => chunk,
             };
             let bytes = match chunk {
-                Ok(Ok(Some(b))) => b,
-                Ok(Ok(None)) => return "the origin ended the stream".into(),
-                Ok(Err(e)) => return format!("the origin's body broke: {}", e.without_url()),
-                Err(_) => return "the origin sent nothing in time".into(),
+                Ok(Ok(Some(b))) => {
+                    silent = Duration::ZERO;
+                    b
+                }
+                Ok(Ok(None)) => {
+                    return PullEnd::after(playing, "the origin ended the stream".into(), None);
+                }
+                Ok(Err(e)) => {
+                    return PullEnd::after(
+                        playing,
+                        format!("the origin's body broke: {}", e.without_url()),
+                        None,
+                    );
+                }
+                Err(_) => {
+                    // Quiet: the origin's publisher may be gone (its grace
+                    // period) and the device publishing on another node.
+                    silent += FOLLOW_POLL * 2;
+                    if playing
+                        && let Ok(Some(next)) = self.registry.lookup(key).await
+                        && next.node != origin.node
+                        && next.node != *own
+                    {
+                        return PullEnd::after(
+                            playing,
+                            format!("the stream moved to {}", next.node),
+                            Some(next),
+                        );
+                    }
+                    if silent >= quiet {
+                        return PullEnd::after(
+                            playing,
+                            "the origin sent nothing in time".into(),
+                            None,
+                        );
+                    }
+                    continue;
+                }
             };
             bytes_in.inc_by(bytes.len() as u64);
             reader.feed(&bytes);
@@ -486,7 +601,13 @@ impl Edge {
                 let tag = match reader.next_tag() {
                     Ok(Some(tag)) => tag,
                     Ok(None) => break,
-                    Err(e) => return format!("the origin sent bad FLV: {e}"),
+                    Err(e) => {
+                        return PullEnd::after(
+                            playing,
+                            format!("the origin sent bad FLV: {e}"),
+                            None,
+                        );
+                    }
                 };
                 let payload = match tag.parse() {
                     Ok(Some(p)) => p,
