@@ -211,3 +211,84 @@ async fn redis_cluster_cross_node_delivery() {
         .await;
     }
 }
+
+/// A master of a Redis Cluster dies: its replica takes over its slots, and
+/// the nodes' sharded subscriptions on those slots come back, so rooms go
+/// on across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_failover_keeps_cross_node_delivery() {
+    let mut nodes = common::redis::start_cluster_with(3, 1, vec!["--cluster-node-timeout", "1000"]);
+    // Wait for the replicas to be attached and in sync.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = redis::Client::open(nodes[0].url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica of node 0 not online: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seeds: Vec<String> = nodes.iter().map(Redis::url).collect();
+    let a = Bus::Redis(RedisBus::new("node-a", RedisTarget::Cluster(seeds.clone())).unwrap());
+    let b = Bus::Redis(RedisBus::new("node-b", RedisTarget::Cluster(seeds)).unwrap());
+    let topics: Vec<String> = (1..=12).map(|i| format!("vehicle:{i}")).collect();
+    let mut b_subs: Vec<Subscription> = topics.iter().map(|t| b.subscribe(t)).collect();
+    for t in &topics {
+        eventually("B subscribed on the slot owner", || {
+            cluster_shard_subscribers(&nodes, t) >= 1
+        })
+        .await;
+    }
+    for t in &topics {
+        a.publish(t, Bytes::from(t.clone()));
+    }
+    for (t, sb) in topics.iter().zip(b_subs.iter_mut()) {
+        assert_eq!(recv(sb).await, ("node-a".into(), Bytes::from(t.clone())));
+    }
+    // Some of the topics live on master 0.
+    let on_master0 = topics
+        .iter()
+        .filter(|t| nodes[0].try_shard_subscribers(t).unwrap_or(0) == 1)
+        .count();
+    assert!(on_master0 > 0, "no topic on master 0");
+    // Master 0 dies; its replica is promoted within a few node timeouts.
+    nodes[0].kill();
+    let survivors = &nodes[1..];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    'ok: loop {
+        for n in survivors {
+            let ok = redis::Client::open(n.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                .is_ok_and(|i| i.contains("cluster_state:ok"));
+            if ok {
+                break 'ok;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every topic reaches B again, within a bound (publishes repeated:
+    // while the subscriptions are being restored some may be missed).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for (t, sb) in topics.iter().zip(b_subs.iter_mut()) {
+        loop {
+            a.publish(t, Bytes::from(format!("again {t}")));
+            match tokio::time::timeout(Duration::from_millis(300), sb.recv()).await {
+                Ok(Some(m)) if m.frame[..] == *format!("again {t}").as_bytes() => break,
+                _ => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{t} never reached node B after the failover"
+            );
+        }
+    }
+}

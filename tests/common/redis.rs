@@ -39,6 +39,11 @@ impl Redis {
 
     /// A cluster node: its bus port (port + 10000) must be free too.
     pub fn start_cluster_node() -> Self {
+        Self::start_cluster_node_with(vec![])
+    }
+
+    /// A cluster node with extra `redis-server` arguments.
+    pub fn start_cluster_node_with(extra: Vec<&'static str>) -> Self {
         loop {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -49,7 +54,9 @@ impl Redis {
                 continue;
             };
             if TcpListener::bind(("127.0.0.1", bus_port)).is_ok() {
-                return Self::start_on(port, vec!["--cluster-enabled", "yes"]);
+                let mut args = vec!["--cluster-enabled", "yes"];
+                args.extend(extra.iter().copied());
+                return Self::start_on(port, args);
             }
         }
     }
@@ -135,12 +142,21 @@ impl Drop for Redis {
 /// A Redis Cluster of three masters (no replicas, every slot assigned),
 /// made with `redis-cli --cluster create`; waits for `cluster_state:ok`.
 pub fn start_cluster() -> Vec<Redis> {
-    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
+    start_cluster_with(3, 0, vec![])
+}
+
+/// A Redis Cluster of `masters` masters with `replicas` replicas each (the
+/// first `masters` nodes returned are the masters), `extra` arguments for
+/// every `redis-server`.
+pub fn start_cluster_with(masters: usize, replicas: usize, extra: Vec<&'static str>) -> Vec<Redis> {
+    let nodes: Vec<Redis> = (0..masters * (1 + replicas))
+        .map(|_| Redis::start_cluster_node_with(extra.clone()))
+        .collect();
     let status = Command::new("redis-cli")
         .arg("--cluster")
         .arg("create")
         .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
