@@ -181,7 +181,7 @@ async fn write_events(f: &Fixture) -> Vec<(i64, String, i64)> {
             })
             .await
             .unwrap();
-        let roadhub::ingest::Stored::Event { id } = stored else {
+        let roadhub::ingest::Stored::Event { id, .. } = stored else {
             panic!("{stored:?}")
         };
         out.push((id, kind.to_string(), t));

@@ -330,7 +330,7 @@ async fn one_failing_job_fails_alone() {
     assert_eq!(first.await.unwrap(), Ok(Stored::Locations { stored: 60 }));
     assert_eq!(good.await.unwrap(), Ok(Stored::Locations { stored: 60 }));
     assert_eq!(bad.await.unwrap(), Err(WriteError::VehicleGone));
-    assert!(matches!(event.await.unwrap(), Ok(Stored::Event { id }) if id > 0));
+    assert!(matches!(event.await.unwrap(), Ok(Stored::Event { id, resent: false }) if id > 0));
     assert_eq!(bad_event.await.unwrap(), Err(WriteError::VehicleGone));
     assert_eq!(other.await.unwrap(), Ok(Stored::Locations { stored: 60 }));
     assert_eq!(
@@ -364,7 +364,7 @@ async fn every_job_kind_is_stored() {
     let v = ids[0];
     let w = writer(&tdb.db, 64);
     let base = t0();
-    let Stored::Event { id } = w
+    let Stored::Event { id, .. } = w
         .write(Job::Event {
             vehicle_id: v,
             event: EventIn {

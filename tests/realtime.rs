@@ -615,3 +615,57 @@ async fn watch_answers_the_newest_stored_point_when_memory_has_none() {
     assert_eq!(r["last"]["t"], 1_700_000_005_000_i64);
     assert_eq!(r["last"]["hdg"], 90.0);
 }
+
+/// A device that missed an event's ack sends it again (the same event):
+/// it is stored once and acked with the first id, on a new session too;
+/// another event at the same time (another type, or other meta) is new.
+#[tokio::test]
+async fn a_resent_event_is_stored_once_and_keeps_its_id() {
+    use diesel::prelude::*;
+    use roadhub::db::schema::events;
+    let f = fixture(|_| {}).await;
+    let mut app = f.app().await;
+    let mut device = f.device().await;
+    let t = now_ms() - 1_000;
+    let ev = json!({"type": "impact", "t": t, "meta": {"g": 2.5}});
+    let first = device.emit_ack("event", ev.clone()).await;
+    assert_eq!(first["ok"], true, "{first}");
+    let id = first["id"].as_i64().unwrap();
+    let (out, _) = app.event("event", T).await.expect("event fan-out");
+    assert_eq!(out["id"], id);
+    // Resent on the same session, then on a new one.
+    let again = device.emit_ack("event", ev.clone()).await;
+    assert_eq!(again, json!({"ok": true, "id": id}));
+    device.close().await;
+    let mut device = f.device().await;
+    let again = device.emit_ack("event", ev.clone()).await;
+    assert_eq!(again, json!({"ok": true, "id": id}));
+    // Phones may see it again, always with the first id.
+    while let Some((out, _)) = app.event("event", Duration::from_millis(300)).await {
+        assert_eq!(out["id"], id, "{out}");
+    }
+    // Another type at the same time is another event.
+    let other = device
+        .emit_ack("event", json!({"type": "harsh_brake", "t": t}))
+        .await;
+    assert_eq!(other["ok"], true, "{other}");
+    assert_ne!(other["id"], id);
+    let other_meta = device
+        .emit_ack(
+            "event",
+            json!({"type": "impact", "t": t, "meta": {"g": 3.0}}),
+        )
+        .await;
+    assert_eq!(other_meta["ok"], true, "{other_meta}");
+    assert_ne!(other_meta["id"], id);
+    let db = f.server.db();
+    let mut conn = db.get().unwrap();
+    let rows: i64 = roadhub::db_run!(&mut conn, |c| events::table
+        .filter(events::vehicle_id.eq(f.vehicle))
+        .count()
+        .get_result::<i64>(c)
+        .unwrap());
+    assert_eq!(rows, 3);
+    device.close().await;
+    app.close().await;
+}

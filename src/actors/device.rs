@@ -299,7 +299,10 @@ impl DeviceSession {
                     return;
                 };
                 self.ack_after_commit(rx, event.ack, ctx, move |act, stored| {
-                    let Stored::Event { id } = stored else {
+                    // A resent event keeps its first id (`resent`) and goes
+                    // to the phones again: the first send's fan-out may
+                    // have died with its session; phones dedupe by id.
+                    let Stored::Event { id, .. } = stored else {
                         return json!({"ok": true});
                     };
                     // Fan out with the id, to every app session of the owner.

@@ -194,8 +194,9 @@ pub enum Stored {
     /// Every point of the batch is durable (`stored` counts points that
     /// were already stored by an earlier send too).
     Locations { stored: usize },
-    /// The event's row id.
-    Event { id: i64 },
+    /// The event's row id; `resent` when the vehicle had already sent it
+    /// (same `type` and `t`): nothing new was stored, the id is the first's.
+    Event { id: i64, resent: bool },
     /// Any other job.
     Done,
 }
@@ -1013,7 +1014,7 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
         }
     }
 
-    let event_ids: Vec<(usize, i64)> = crate::db_write_tx!(conn, |c| {
+    let event_ids: Vec<(usize, i64, bool)> = crate::db_write_tx!(conn, |c| {
         InsertLocations::insert_locations(c, &locs)?;
         insert_many!(c, status_snapshots::table, statuses, 4);
         insert_many!(c, obd_records::table, obds, 4);
@@ -1021,11 +1022,29 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
         insert_many!(c, command_log::table, commands, 8);
         let mut ids = Vec::with_capacity(new_events.len());
         for (index, row) in &new_events {
+            // A resend (the device missed the ack) is the same event: same
+            // vehicle, type, time, position and meta (the (vehicle_id, t)
+            // index finds the candidates; there are almost never any).
+            type Candidate = (i64, Option<f64>, Option<f64>, Option<String>);
+            let candidates: Vec<Candidate> = events::table
+                .filter(events::vehicle_id.eq(row.vehicle_id))
+                .filter(events::t.eq(row.t))
+                .filter(events::kind.eq(row.kind))
+                .select((events::id, events::lat, events::lon, events::meta))
+                .order(events::id.asc())
+                .load(c)?;
+            let existing = candidates.into_iter().find_map(|(id, lat, lon, meta)| {
+                (lat == row.lat && lon == row.lon && meta.as_deref() == row.meta).then_some(id)
+            });
+            if let Some(id) = existing {
+                ids.push((*index, id, true));
+                continue;
+            }
             let id: i64 = diesel::insert_into(events::table)
                 .values(row)
                 .returning(events::id)
                 .get_result(c)?;
-            ids.push((*index, id));
+            ids.push((*index, id, false));
         }
         for (vehicle_id, t) in &last_seen {
             diesel::update(
@@ -1040,9 +1059,9 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
         }
         Ok::<_, DieselError>(ids)
     })?;
-    for (index, id) in event_ids {
+    for (index, id, resent) in event_ids {
         if let Some(slot) = stored.get_mut(index) {
-            *slot = Stored::Event { id };
+            *slot = Stored::Event { id, resent };
         }
     }
     Ok(stored)
