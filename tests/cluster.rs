@@ -32,15 +32,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// The next `name` event, then none more of it for a while.
 async fn once(client: &mut SioClient, name: &str, who: &str) -> Value {
-    let (v, _) = client
-        .event(name, T)
-        .await
-        .unwrap_or_else(|| panic!("{who}: no {name}"));
-    assert!(
-        client.event(name, QUIET).await.is_none(),
-        "{who}: {name} delivered twice"
-    );
-    v
+    client.once(name, who, T, QUIET).await
 }
 
 #[tokio::test]

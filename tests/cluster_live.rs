@@ -29,6 +29,34 @@ fn node(c: &mut roadhub::Config, redis: &Redis, id: &str, db_url: Option<&str>) 
     }
 }
 
+/// `count` nodes (`node-1`, `node-2`, ...) on `redis` and one database,
+/// each also adjusted by `adjust`.
+async fn start_nodes(
+    redis: &Redis,
+    count: usize,
+    adjust: impl Fn(&mut roadhub::Config),
+) -> Vec<TestServer> {
+    let mut nodes: Vec<TestServer> = Vec::with_capacity(count);
+    for i in 1..=count {
+        let db = nodes.first().map(|n| n.config.database.url.clone());
+        nodes.push(
+            TestServer::start_with(|c| {
+                node(c, redis, &format!("node-{i}"), db.as_deref());
+                adjust(c);
+            })
+            .await,
+        );
+    }
+    nodes
+}
+
+/// The node the stream registry names as `key`'s origin.
+fn registry_origin(redis: &Redis, key: &str) -> Option<String> {
+    let raw = redis.get(&format!("rh:stream:{key}"))?;
+    let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    entry["node"].as_str().map(str::to_owned)
+}
+
 /// Wait (up to `within`) until `f` answers true.
 async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F)
 where
@@ -82,10 +110,8 @@ fn assert_starts_at_a_keyframe(reader: &FlvReader) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per_edge() {
     let redis = Redis::start();
-    let n1 = TestServer::start_with(|c| node(c, &redis, "node-1", None)).await;
-    let db = n1.config.database.url.clone();
-    let n2 = TestServer::start_with(|c| node(c, &redis, "node-2", Some(&db))).await;
-    let n3 = TestServer::start_with(|c| node(c, &redis, "node-3", Some(&db))).await;
+    let nodes = start_nodes(&redis, 3, |_| {}).await;
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
 
     let api = n1.api();
     let owner = api.new_user("owner@example.com").await;
@@ -97,7 +123,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     // Unknown streams: 404 at once on an edge (nothing published anywhere,
     // the device is not connected).
     let started = Instant::now();
-    let res = client.get(flv_url(&n2, &key, &owner)).send().await.unwrap();
+    let res = client.get(flv_url(n2, &key, &owner)).send().await.unwrap();
     assert_eq!(res.status(), 404);
     assert!(started.elapsed() < Duration::from_secs(2));
 
@@ -111,7 +137,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
         Duration::from_secs(15),
         || {
             let c = client.clone();
-            let url = flv_url(&n1, &key, &owner);
+            let url = flv_url(n1, &key, &owner);
             async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
         },
     )
@@ -156,10 +182,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     assert_eq!(metric(&n2.base, "roadhub_live_edge_pulls_total").await, 0.0);
 
     // A viewer on node 2 holds its edge pull open for the whole test.
-    let holder = tokio::spawn(read_flv(
-        flv_url(&n2, &key, &owner),
-        Duration::from_secs(12),
-    ));
+    let holder = tokio::spawn(read_flv(flv_url(n2, &key, &owner), Duration::from_secs(12)));
     eventually("node 2 pulls", Duration::from_secs(10), || async {
         metric(&n2.base, "roadhub_live_edge_pulls").await == 1.0
     })
@@ -167,17 +190,17 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
 
     // ffprobe on node 2 (HTTP-FLV) and several concurrent viewers on
     // node 3 arriving at once, then HLS on node 3.
-    let url = flv_url(&n2, &key, &owner);
+    let url = flv_url(n2, &key, &owner);
     let probe = tokio::task::spawn_blocking(move || ffprobe_streams(&url));
     let viewers: Vec<_> = (0..5)
-        .map(|_| tokio::spawn(read_flv(flv_url(&n3, &key, &owner), Duration::from_secs(3))))
+        .map(|_| tokio::spawn(read_flv(flv_url(n3, &key, &owner), Duration::from_secs(3))))
         .collect();
     assert_h264_aac_640x360(&probe.await.unwrap());
     for v in viewers {
         assert_starts_at_a_keyframe(&v.await.unwrap());
     }
     // WebSocket-FLV on node 3, from the same pull.
-    let ws_url = flv_url(&n3, &key, &owner).replacen("http://", "ws://", 1);
+    let ws_url = flv_url(n3, &key, &owner).replacen("http://", "ws://", 1);
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let mut ws_flv = FlvReader::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -230,36 +253,22 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
     let redis = Redis::start();
-    let fast = |c: &mut roadhub::Config| c.node.presence_ttl_secs = 3; // refresh every 1 s
-    let n1 = TestServer::start_with(|c| {
-        node(c, &redis, "node-1", None);
-        fast(c);
-    })
-    .await;
-    let db = n1.config.database.url.clone();
-    let n2 = TestServer::start_with(|c| {
-        node(c, &redis, "node-2", Some(&db));
-        fast(c);
-    })
-    .await;
+    // TTL 3 s: the entry is refreshed every second.
+    let nodes = start_nodes(&redis, 2, |c| c.node.presence_ttl_secs = 3).await;
+    let (n1, n2) = (&nodes[0], &nodes[1]);
     let api = n1.api();
     let owner = api.new_user("mover@example.com").await;
     let v = api.new_vehicle(&owner, "EDGE-2").await;
     let key = format!("{}-front", v["id"].as_i64().unwrap());
     let token = v["device_token"].as_str().unwrap();
     let rkey = format!("rh:stream:{key}");
-    let origin = |redis: &Redis| -> Option<String> {
-        let raw = redis.get(&rkey)?;
-        let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
-        entry["node"].as_str().map(str::to_owned)
-    };
 
     let first = Ffmpeg::publish(
         &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
         60,
     );
     eventually("node 1 registered", Duration::from_secs(15), || async {
-        origin(&redis).as_deref() == Some("node-1")
+        registry_origin(&redis, &key).as_deref() == Some("node-1")
     })
     .await;
     // The device publishes to node 2 as well (it moved): the newest wins
@@ -269,11 +278,11 @@ async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
         60,
     );
     eventually("node 2 registered", Duration::from_secs(15), || async {
-        origin(&redis).as_deref() == Some("node-2")
+        registry_origin(&redis, &key).as_deref() == Some("node-2")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(origin(&redis).as_deref(), Some("node-2"));
+    assert_eq!(registry_origin(&redis, &key).as_deref(), Some("node-2"));
     // Node 1's publisher leaves: its compare-and-delete spares node 2's entry.
     drop(first);
     eventually("node 1 unpublished", Duration::from_secs(10), || async {
@@ -281,7 +290,7 @@ async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(origin(&redis).as_deref(), Some("node-2"));
+    assert_eq!(registry_origin(&redis, &key).as_deref(), Some("node-2"));
     assert!(redis.pttl(&rkey) > 0);
 }
 
@@ -304,45 +313,24 @@ async fn the_internal_endpoint_is_404_on_a_single_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_follows_a_stream_that_moves_to_another_node() {
     let redis = Redis::start();
-    let long_grace = |c: &mut roadhub::Config| c.live.publisher_grace_secs = 8;
-    let n1 = TestServer::start_with(|c| {
-        node(c, &redis, "node-1", None);
-        long_grace(c);
-    })
-    .await;
-    let db = n1.config.database.url.clone();
-    let n2 = TestServer::start_with(|c| {
-        node(c, &redis, "node-2", Some(&db));
-        long_grace(c);
-    })
-    .await;
-    let n3 = TestServer::start_with(|c| {
-        node(c, &redis, "node-3", Some(&db));
-        long_grace(c);
-    })
-    .await;
+    let nodes = start_nodes(&redis, 3, |c| c.live.publisher_grace_secs = 8).await;
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     let api = n1.api();
     let owner = api.new_user("follow@example.com").await;
     let v = api.new_vehicle(&owner, "EDGE-3").await;
     let key = format!("{}-front", v["id"].as_i64().unwrap());
     let token = v["device_token"].as_str().unwrap().to_string();
-    let rkey = format!("rh:stream:{key}");
-    let origin = |redis: &Redis| -> Option<String> {
-        let raw = redis.get(&rkey)?;
-        let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
-        entry["node"].as_str().map(str::to_owned)
-    };
 
     let first = Ffmpeg::publish(
         &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
         60,
     );
     eventually("node 1 registered", Duration::from_secs(15), || async {
-        origin(&redis).as_deref() == Some("node-1")
+        registry_origin(&redis, &key).as_deref() == Some("node-1")
     })
     .await;
     // One viewer on node 2, read in the background.
-    let url = flv_url(&n2, &key, &owner);
+    let url = flv_url(n2, &key, &owner);
     let res = reqwest::get(&url).await.unwrap();
     assert_eq!(res.status(), 200);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
@@ -382,7 +370,7 @@ async fn an_edge_follows_a_stream_that_moves_to_another_node() {
         60,
     );
     eventually("node 3 registered", Duration::from_secs(15), || async {
-        origin(&redis).as_deref() == Some("node-3")
+        registry_origin(&redis, &key).as_deref() == Some("node-3")
     })
     .await;
     let moved = Instant::now();

@@ -473,16 +473,22 @@ async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
     assert_eq!(&bytes[..3], b"FLV");
     drop(ws);
 
-    // HLS through nginx (the first playlist request waits for a segment).
-    let hls = format!(
+    // HLS through nginx.
+    plays_h264_aac(format!(
         "{}/live/{}-front/index.m3u8?token={}",
         nginx.base(),
         f.vehicle,
         f.access
-    );
-    wait_ok(&hls).await;
-    assert_h264_aac_640x360(&probe(hls).await);
+    ))
+    .await;
     drop(nginx);
+}
+
+/// `url` answers 200 (bounded wait), and ffprobe reads H.264 + AAC
+/// 640x360 from it (the first HLS playlist request waits for a segment).
+async fn plays_h264_aac(url: String) {
+    wait_ok(&url).await;
+    assert_h264_aac_640x360(&probe(url).await);
 }
 
 /// A stream published to node2 directly, played through nginx, which sends
@@ -501,17 +507,14 @@ async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     );
     let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
     wait_ok(&format!("{}{path}", cl.nodes[1].base)).await;
-    let flv = format!("{}{path}", nginx.base());
-    wait_ok(&flv).await;
-    assert_h264_aac_640x360(&probe(flv).await);
-    let hls = format!(
+    plays_h264_aac(format!("{}{path}", nginx.base())).await;
+    plays_h264_aac(format!(
         "{}/live/{}-front/index.m3u8?token={}",
         nginx.base(),
         f.vehicle,
         f.access
-    );
-    wait_ok(&hls).await;
-    assert_h264_aac_640x360(&probe(hls).await);
+    ))
+    .await;
     drop(nginx);
 }
 

@@ -186,6 +186,26 @@ impl SioClient {
     }
 
     /// The next `name` event's argument (and ack id), other events kept.
+    /// The next `name` event within `within`, then none more of it for
+    /// `quiet` (delivered exactly once); panics naming `who` otherwise.
+    pub async fn once(
+        &mut self,
+        name: &str,
+        who: &str,
+        within: Duration,
+        quiet: Duration,
+    ) -> Value {
+        let (v, _) = self
+            .event(name, within)
+            .await
+            .unwrap_or_else(|| panic!("{who}: no {name}"));
+        assert!(
+            self.event(name, quiet).await.is_none(),
+            "{who}: {name} delivered twice"
+        );
+        v
+    }
+
     pub async fn event(&mut self, name: &str, within: Duration) -> Option<(Value, Option<u64>)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
