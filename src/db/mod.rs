@@ -16,6 +16,9 @@
 pub mod models;
 pub mod queries;
 pub mod schema;
+mod sqlite_plans;
+
+pub use sqlite_plans::sqlite_stable_plans;
 
 use std::path::Path;
 use std::time::Duration;
@@ -155,6 +158,7 @@ impl Db {
         let url = config.database_url().map_err(DbError::Task)?;
         let pool = match url {
             DatabaseUrl::Sqlite(path) => {
+                sqlite_stable_plans();
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
                         DbError::Task(format!("cannot create {}: {e}", dir.display()))

@@ -68,9 +68,9 @@ use crate::util::now_ms;
 /// 65,535).
 const MAX_BIND_PARAMS: usize = 32_766;
 
-/// Rows of a location chunk whose statement is prepared once per
-/// connection and reused (7 parameters a row). The rest of a batch, fewer
-/// rows than this, goes in one more statement prepared per use.
+/// Rows of the largest SQLite location statement (7 parameters a row);
+/// the rest of a batch goes in pieces of 256, ..., 1 rows, so it must be
+/// 512 for the pieces to cover any remainder.
 const LOCATION_CHUNK: usize = 512;
 
 /// A batch slower than this is logged as a warning.
@@ -770,30 +770,44 @@ trait InsertLocations {
     fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()>;
 }
 
-/// SQLite: full chunks of [`LOCATION_CHUNK`] rows through one statement
-/// type (fixed-size arrays have a static query id, so diesel prepares the
-/// statement once per connection and reuses it), then the remainder in one
-/// more statement.
+/// SQLite: only fixed-size statements, each prepared once per connection
+/// and reused (arrays have a static query id; a statement of a size seen
+/// for the first time would be parsed and planned at every commit): full
+/// chunks of [`LOCATION_CHUNK`] rows, then the remainder in pieces of 256,
+/// 128, ..., 1 rows (at most nine statements).
 impl InsertLocations for diesel::SqliteConnection {
     fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
-        let full = rows.len() - rows.len() % LOCATION_CHUNK;
-        for chunk in rows[..full].chunks_exact(LOCATION_CHUNK) {
-            let chunk: &[NewLocation; LOCATION_CHUNK] = chunk.try_into().map_err(|_| {
+        fn insert<const N: usize>(
+            c: &mut diesel::SqliteConnection,
+            rows: &[NewLocation],
+        ) -> QueryResult<()> {
+            let chunk: &[NewLocation; N] = rows.try_into().map_err(|_| {
                 DieselError::QueryBuilderError("location chunk of the wrong size".into())
             })?;
             diesel::insert_into(locations::table)
                 .values(chunk)
                 .on_conflict((locations::vehicle_id, locations::t))
                 .do_nothing()
-                .execute(self)?;
+                .execute(c)?;
+            Ok(())
         }
-        for chunk in rows[full..].chunks(MAX_BIND_PARAMS / 7) {
-            diesel::insert_into(locations::table)
-                .values(chunk)
-                .on_conflict((locations::vehicle_id, locations::t))
-                .do_nothing()
-                .execute(self)?;
+        let mut rest = rows;
+        while rest.len() >= LOCATION_CHUNK {
+            let (chunk, tail) = rest.split_at(LOCATION_CHUNK);
+            insert::<LOCATION_CHUNK>(self, chunk)?;
+            rest = tail;
         }
+        macro_rules! pieces {
+            ($($n:literal),*) => {$(
+                if rest.len() >= $n {
+                    let (chunk, tail) = rest.split_at($n);
+                    insert::<$n>(self, chunk)?;
+                    rest = tail;
+                }
+            )*};
+        }
+        pieces!(256, 128, 64, 32, 16, 8, 4, 2, 1);
+        debug_assert!(rest.is_empty());
         Ok(())
     }
 }
