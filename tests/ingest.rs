@@ -250,6 +250,85 @@ async fn a_resent_batch_is_idempotent() {
     w.flush_and_stop(Duration::from_secs(10));
 }
 
+fn count_reports(db: &Db, vehicle_id: i64) -> (i64, i64) {
+    let mut conn = db.get().unwrap();
+    let statuses = roadhub::db_run!(&mut conn, |c| status_snapshots::table
+        .filter(status_snapshots::vehicle_id.eq(vehicle_id))
+        .count()
+        .get_result::<i64>(c))
+    .unwrap();
+    let obds = roadhub::db_run!(&mut conn, |c| obd_records::table
+        .filter(obd_records::vehicle_id.eq(vehicle_id))
+        .count()
+        .get_result::<i64>(c))
+    .unwrap();
+    (statuses, obds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_status_or_obd_is_stored_once_even_in_one_batch() {
+    let tdb = patient();
+    let (_, ids) = tdb.user_with_vehicles(2);
+    let w = single_writer(&tdb.db, 64);
+    let base = t0();
+    let status = |vehicle_id: i64, data: &str| Job::Status {
+        vehicle_id,
+        t: base,
+        data: data.into(),
+    };
+    let obd = |vehicle_id: i64, data: &str| Job::Obd {
+        vehicle_id,
+        t: base,
+        data: data.into(),
+    };
+    let lock = WriteLock::take(&tdb.db);
+    let first = w.submit(locs(ids[0], base, 0..60)).unwrap();
+    until_taken(&w).await;
+    // These queue up behind the lock and go in one batch: each report
+    // twice, another status at the same time, the same report of another
+    // vehicle.
+    let acks = [
+        status(ids[0], r#"{"battery":12.4}"#),
+        status(ids[0], r#"{"battery":12.4}"#),
+        obd(ids[0], r#"{"rpm":900}"#),
+        obd(ids[0], r#"{"rpm":900}"#),
+        status(ids[0], r#"{"battery":12.1}"#),
+        status(ids[1], r#"{"battery":12.4}"#),
+    ]
+    .map(|job| w.submit(job).unwrap());
+    lock.release();
+    assert_eq!(first.await.unwrap(), Ok(Stored::Locations { stored: 60 }));
+    for ack in acks {
+        assert_eq!(ack.await.unwrap(), Ok(Stored::Done));
+    }
+    let m = w.metrics().snapshot();
+    assert_eq!((m.batches, m.batches_retried), (2, 0), "{m:?}");
+    assert_eq!(count_reports(&tdb.db, ids[0]), (2, 1));
+    assert_eq!(count_reports(&tdb.db, ids[1]), (1, 0));
+    // Resent in a later batch: found in the table, not stored again.
+    for job in [
+        status(ids[0], r#"{"battery":12.4}"#),
+        obd(ids[0], r#"{"rpm":900}"#),
+        status(ids[0], r#"{"battery":12.1}"#),
+    ] {
+        assert_eq!(w.write(job).await.unwrap(), Stored::Done);
+    }
+    assert_eq!(count_reports(&tdb.db, ids[0]), (2, 1));
+    // Another time with the same data is another report.
+    assert_eq!(
+        w.write(Job::Obd {
+            vehicle_id: ids[0],
+            t: base + 1,
+            data: r#"{"rpm":900}"#.into(),
+        })
+        .await
+        .unwrap(),
+        Stored::Done
+    );
+    assert_eq!(count_reports(&tdb.db, ids[0]), (2, 2));
+    w.flush_and_stop(Duration::from_secs(10));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_busy_without_blocking() {
     let tdb = patient();

@@ -669,3 +669,57 @@ async fn a_resent_event_is_stored_once_and_keeps_its_id() {
     device.close().await;
     app.close().await;
 }
+
+#[tokio::test]
+async fn a_resent_status_or_obd_is_stored_once() {
+    use diesel::prelude::*;
+    use roadhub::db::schema::{obd_records, status_snapshots};
+    let f = fixture(|_| {}).await;
+    let mut device = f.device().await;
+    let t = now_ms() - 1_000;
+    let status = json!({"t": t, "battery": 12.4, "storage": {"free": 1024}});
+    let obd = json!({"t": t, "rpm": 900, "coolant": 88});
+    // Sent, then resent (the device missed the ack) on the same session and
+    // on a new one: every send is acked as before.
+    for _ in 0..2 {
+        assert_eq!(
+            device.emit_ack("status", status.clone()).await,
+            json!({"ok": true})
+        );
+        assert_eq!(
+            device.emit_ack("obd", obd.clone()).await,
+            json!({"ok": true})
+        );
+    }
+    device.close().await;
+    let mut device = f.device().await;
+    assert_eq!(
+        device.emit_ack("status", status.clone()).await,
+        json!({"ok": true})
+    );
+    assert_eq!(
+        device.emit_ack("obd", obd.clone()).await,
+        json!({"ok": true})
+    );
+    // Other data at the same time is another report.
+    assert_eq!(
+        device
+            .emit_ack("status", json!({"t": t, "battery": 12.1}))
+            .await,
+        json!({"ok": true})
+    );
+    let db = f.server.db();
+    let mut conn = db.get().unwrap();
+    let statuses: i64 = roadhub::db_run!(&mut conn, |c| status_snapshots::table
+        .filter(status_snapshots::vehicle_id.eq(f.vehicle))
+        .count()
+        .get_result::<i64>(c)
+        .unwrap());
+    let obds: i64 = roadhub::db_run!(&mut conn, |c| obd_records::table
+        .filter(obd_records::vehicle_id.eq(f.vehicle))
+        .count()
+        .get_result::<i64>(c)
+        .unwrap());
+    assert_eq!((statuses, obds), (2, 1));
+    device.close().await;
+}

@@ -40,8 +40,14 @@
 //! `locations` is unique per `(vehicle_id, t)`: a resent `loc` batch stores
 //! nothing twice, and its ack still counts every point (they are durable,
 //! which is what the device asks). Events, status and OBD rows have no
-//! natural key and are stored once per job.
+//! unique key: a resend is recognised in the batch's transaction through
+//! the `(vehicle_id, t)` index (one fixed-shape lookup per row). An event
+//! with the same type, `t`, position and meta is acked with the first id; a
+//! status or OBD report with the same `t` and the same `data` text is not
+//! stored again, nor twice when it comes twice in one batch (its ack is the
+//! same `Stored::Done`). Different data at the same `t` is another row.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -197,7 +203,8 @@ pub enum Stored {
     /// The event's row id; `resent` when the vehicle had already sent it
     /// (same `type` and `t`): nothing new was stored, the id is the first's.
     Event { id: i64, resent: bool },
-    /// Any other job.
+    /// Any other job; also a resent status or OBD report (same vehicle, `t`
+    /// and data), for which nothing new was stored.
     Done,
 }
 
@@ -893,12 +900,40 @@ macro_rules! insert_many {
     }};
 }
 
+/// Insert the rows of `$rows` (status or OBD reports, `Copy`) that the
+/// report table `$table` does not hold yet: a row with the same vehicle, `t`
+/// and `data` text is a resend. One lookup per row, always the same
+/// statement (prepared once per connection), through the `(vehicle_id, t)`
+/// index; none when there are no rows.
+macro_rules! insert_new_reports {
+    ($c:expr, $table:ident, $rows:expr) => {{
+        let mut fresh = Vec::with_capacity($rows.len());
+        for row in &$rows {
+            let resent: bool = diesel::select(diesel::dsl::exists(
+                $table::table
+                    .filter($table::vehicle_id.eq(row.vehicle_id))
+                    .filter($table::t.eq(row.t))
+                    .filter($table::data.eq(row.data)),
+            ))
+            .get_result($c)?;
+            if !resent {
+                fresh.push(*row);
+            }
+        }
+        insert_many!($c, $table::table, fresh, 4);
+    }};
+}
+
 /// Write `jobs` in one write transaction; one [`Stored`] per job, in order.
 fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> {
     let received_at = now_ms();
     let mut locs: Vec<NewLocation> = Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum());
     let mut statuses: Vec<NewStatusSnapshot<'_>> = Vec::new();
     let mut obds: Vec<NewObdRecord<'_>> = Vec::new();
+    // (vehicle_id, t, data) of the reports already in this batch: the same
+    // report twice in one batch is stored once.
+    let mut batch_statuses: HashSet<(i64, i64, &str)> = HashSet::new();
+    let mut batch_obds: HashSet<(i64, i64, &str)> = HashSet::new();
     let mut connections: Vec<NewConnectionLogEntry<'_>> = Vec::new();
     let mut commands: Vec<NewCommandLogEntry<'_>> = Vec::new();
     let mut new_events: Vec<(usize, NewEvent<'_>)> = Vec::new();
@@ -957,12 +992,14 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
                 t,
                 data,
             } => {
-                statuses.push(NewStatusSnapshot {
-                    vehicle_id: *vehicle_id,
-                    t: *t,
-                    data,
-                    received_at,
-                });
+                if batch_statuses.insert((*vehicle_id, *t, data.as_str())) {
+                    statuses.push(NewStatusSnapshot {
+                        vehicle_id: *vehicle_id,
+                        t: *t,
+                        data,
+                        received_at,
+                    });
+                }
                 stored.push(Stored::Done);
             }
             Job::Obd {
@@ -970,12 +1007,14 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
                 t,
                 data,
             } => {
-                obds.push(NewObdRecord {
-                    vehicle_id: *vehicle_id,
-                    t: *t,
-                    data,
-                    received_at,
-                });
+                if batch_obds.insert((*vehicle_id, *t, data.as_str())) {
+                    obds.push(NewObdRecord {
+                        vehicle_id: *vehicle_id,
+                        t: *t,
+                        data,
+                        received_at,
+                    });
+                }
                 stored.push(Stored::Done);
             }
             Job::Connection {
@@ -1030,8 +1069,9 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
 
     let event_ids: Vec<(usize, i64, bool)> = crate::db_write_tx!(conn, |c| {
         InsertLocations::insert_locations(c, &locs)?;
-        insert_many!(c, status_snapshots::table, statuses, 4);
-        insert_many!(c, obd_records::table, obds, 4);
+        // A resent report (the device missed the ack) is stored once.
+        insert_new_reports!(c, status_snapshots, statuses);
+        insert_new_reports!(c, obd_records, obds);
         insert_many!(c, connection_log::table, connections, 6);
         insert_many!(c, command_log::table, commands, 8);
         let mut ids = Vec::with_capacity(new_events.len());
