@@ -37,6 +37,7 @@ use serde_json::Value;
 use crate::db::models::{Event, Location};
 use crate::db::queries::telemetry::Window;
 use crate::db::queries::{telemetry, usage, vehicles};
+use crate::db::{DbConn, DbError};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id};
@@ -194,6 +195,25 @@ fn not_found() -> ApiError {
     ApiError::not_found("no such vehicle")
 }
 
+/// Run `query` on the database if user `user_id` owns vehicle `id`; a
+/// vehicle that is missing or not theirs is 404.
+async fn owned<T, F>(state: &AppState, user_id: i64, id: i64, query: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
+{
+    state
+        .db
+        .run(move |conn| {
+            if vehicles::find_owned(conn, user_id, id)?.is_none() {
+                return Ok(None);
+            }
+            query(conn).map(Some)
+        })
+        .await?
+        .ok_or_else(not_found)
+}
+
 /// A point with the contract's names, absent values as `null`.
 #[derive(Serialize)]
 pub struct PointOut {
@@ -243,17 +263,11 @@ async fn locations(
         .map(cursor::parse_location)
         .transpose()?;
     let limit = q.limit;
-    let mut rows = state
-        .db
-        .run(move |conn| {
-            if vehicles::find_owned(conn, user.id, id)?.is_none() {
-                return Ok(None);
-            }
-            // One more than asked: is there a next page?
-            telemetry::locations_page(conn, id, q.window, after, limit + 1).map(Some)
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    // One more than asked: is there a next page?
+    let mut rows = owned(&state, user.id, id, move |conn| {
+        telemetry::locations_page(conn, id, q.window, after, limit + 1)
+    })
+    .await?;
     let next_cursor = page_end(&mut rows, limit).map(|last| cursor::location(last.t));
     Ok(axum::Json(LocationsPage {
         points: rows.into_iter().map(PointOut::from).collect(),
@@ -301,17 +315,10 @@ async fn events(
     let q = PageQuery::parse(params, EVENTS_LIMIT)?;
     let after = q.cursor.as_deref().map(cursor::parse_event).transpose()?;
     let limit = q.limit;
-    let mut rows = state
-        .db
-        .run(move |conn| {
-            if vehicles::find_owned(conn, user.id, id)?.is_none() {
-                return Ok(None);
-            }
-            telemetry::events_page(conn, id, q.window, q.kind.as_deref(), after, limit + 1)
-                .map(Some)
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    let mut rows = owned(&state, user.id, id, move |conn| {
+        telemetry::events_page(conn, id, q.window, q.kind.as_deref(), after, limit + 1)
+    })
+    .await?;
     let next_cursor = page_end(&mut rows, limit).map(|last| cursor::event(last.t, last.id));
     Ok(axum::Json(EventsPage {
         events: rows.into_iter().map(EventOut::from).collect(),
@@ -348,19 +355,13 @@ async fn status(
     user: AuthUser,
     Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (status, obd) = state
-        .db
-        .run(move |conn| {
-            if vehicles::find_owned(conn, user.id, id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some((
-                telemetry::latest_status(conn, id)?,
-                telemetry::latest_obd(conn, id)?,
-            )))
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    let (status, obd) = owned(&state, user.id, id, move |conn| {
+        Ok((
+            telemetry::latest_status(conn, id)?,
+            telemetry::latest_obd(conn, id)?,
+        ))
+    })
+    .await?;
     Ok(axum::Json(StatusOut {
         status: status.map(|s| Report {
             t: s.t,
@@ -501,21 +502,15 @@ async fn traffic(
 ) -> Result<impl IntoResponse, ApiError> {
     let q = PageQuery::parse(params, (1, 1))?;
     let month = usage::month_start_ms(crate::util::now_ms());
-    let (traffic, live, used, plan) = state
-        .db
-        .run(move |conn| {
-            if vehicles::find_owned(conn, user.id, id)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some((
-                usage::traffic_between(conn, id, q.window.from, q.window.to)?,
-                usage::live_between(conn, id, q.window.from, q.window.to)?,
-                usage::live_seconds_since(conn, id, month)?,
-                usage::plan_of(conn, id)?,
-            )))
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    let (traffic, live, used, plan) = owned(&state, user.id, id, move |conn| {
+        Ok((
+            usage::traffic_between(conn, id, q.window.from, q.window.to)?,
+            usage::live_between(conn, id, q.window.from, q.window.to)?,
+            usage::live_seconds_since(conn, id, month)?,
+            usage::plan_of(conn, id)?,
+        ))
+    })
+    .await?;
     Ok(axum::Json(TrafficPage {
         traffic: traffic
             .into_iter()

@@ -20,15 +20,26 @@
 //! 5 BINARY_EVENT, 6 BINARY_ACK; so the device's first event is
 //! `42/device,1["loc",{...}]` and its ack `43/device,1[{"ok":true,...}]`.
 //! The simulator never sends binary packets and ignores binary frames.
+//!
+//! [`Connection::read_burst`] is the read loop devices and phones share:
+//! it answers pings, hands other frames to the caller and counts a hub
+//! close or a failed read.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::stats::Stats;
+
+/// Frames handled per wakeup before the queued replies are flushed.
+pub const BURST: usize = 64;
 
 /// Read buffer of each client WebSocket: thousands run in one process.
 const READ_BUFFER: usize = 4 * 1024;
@@ -394,6 +405,18 @@ pub enum Incoming {
     Error(String),
 }
 
+/// How [`Connection::read_burst`] ended.
+pub enum Burst {
+    /// Nothing more is ready, or [`BURST`] frames were handled: flush the
+    /// replies and wait again.
+    Alive,
+    /// The session is over: the frame handler said so, or the hub closed
+    /// (counted as `{role}:closed_by_hub`).
+    Over,
+    /// The read failed (counted as `{role}:read_error`).
+    Failed(String),
+}
+
 impl Connection {
     /// TCP connect (from a spread source address if configured), WebSocket
     /// upgrade, Engine.IO open, then the Socket.IO CONNECT to `nsp` with
@@ -505,6 +528,51 @@ impl Connection {
     /// A frame that is already buffered, without waiting.
     pub fn next_ready(&mut self) -> Option<Incoming> {
         self.next().now_or_never()
+    }
+
+    /// Handle `first`, then what is already readable, up to [`BURST`]
+    /// frames: an Engine.IO ping (`2`) is answered and pushes `heartbeat`
+    /// back to [`Connection::heartbeat`] from now; any other text frame goes
+    /// to `on_frame`, which returns false when the session is over. `role`
+    /// (`device`, `phone`) prefixes the errors counted in `stats`.
+    pub fn read_burst(
+        &mut self,
+        first: Incoming,
+        mut heartbeat: Pin<&mut Sleep>,
+        stats: &Stats,
+        role: &str,
+        mut on_frame: impl FnMut(&str, &mut Connection) -> bool,
+    ) -> Burst {
+        let mut incoming = first;
+        let mut handled = 0;
+        loop {
+            match incoming {
+                Incoming::Text(frame) => {
+                    if frame.as_str() == "2" {
+                        self.queue(PONG.to_string());
+                        heartbeat.as_mut().reset(Instant::now() + self.heartbeat);
+                    } else if !on_frame(&frame, self) {
+                        return Burst::Over;
+                    }
+                }
+                Incoming::Closed => {
+                    stats.error(format!("{role}:closed_by_hub"));
+                    return Burst::Over;
+                }
+                Incoming::Error(e) => {
+                    stats.error(format!("{role}:read_error"));
+                    return Burst::Failed(e);
+                }
+            }
+            handled += 1;
+            if handled >= BURST {
+                return Burst::Alive;
+            }
+            match self.next_ready() {
+                Some(next) => incoming = next,
+                None => return Burst::Alive,
+            }
+        }
     }
 
     /// Queue a frame; [`Connection::flush`] sends everything queued.

@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::{Instant, sleep_until};
 
 use super::Shared;
-use super::client::{self, Connection, Incoming, Packet, SioType};
+use super::client::{self, Burst, Connection, Packet, SioType};
 use super::route::Route;
 use super::stats::unix_us;
 
@@ -36,8 +36,6 @@ const EVENT_TYPES: &[&str] = &[
     "overspeed",
     "parking_motion",
 ];
-/// Frames handled per wakeup before the queued replies are flushed.
-const BURST: usize = 64;
 
 /// Which device and vehicle.
 pub struct DeviceSpec {
@@ -201,39 +199,20 @@ impl Device {
                     break;
                 }
                 incoming = conn.next() => {
-                    let mut incoming = incoming;
-                    let mut handled = 0;
-                    let alive = loop {
-                        match incoming {
-                            Incoming::Text(frame) => {
-                                if !self.on_frame(&frame, &mut conn) {
-                                    break false;
-                                }
-                                if frame.as_str() == "2" {
-                                    heartbeat.as_mut().reset(Instant::now() + conn.heartbeat);
-                                }
-                            }
-                            Incoming::Closed => {
-                                sh.stats.error("device:closed_by_hub");
-                                break false;
-                            }
-                            Incoming::Error(e) => {
-                                tracing::debug!(serial = %self.spec.serial, error = %e, "device read failed");
-                                sh.stats.error("device:read_error");
-                                break false;
-                            }
+                    let burst = conn.read_burst(
+                        incoming,
+                        heartbeat.as_mut(),
+                        &sh.stats,
+                        "device",
+                        |frame, conn| self.on_frame(frame, conn),
+                    );
+                    match burst {
+                        Burst::Alive => {}
+                        Burst::Over => break,
+                        Burst::Failed(e) => {
+                            tracing::debug!(serial = %self.spec.serial, error = %e, "device read failed");
+                            break;
                         }
-                        handled += 1;
-                        if handled >= BURST {
-                            break true;
-                        }
-                        match conn.next_ready() {
-                            Some(next) => incoming = next,
-                            None => break true,
-                        }
-                    };
-                    if !alive {
-                        break;
                     }
                 }
             }

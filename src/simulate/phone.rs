@@ -17,11 +17,10 @@ use std::time::Instant;
 use tokio::time::sleep_until;
 
 use super::Shared;
-use super::client::{self, Connection, Incoming, Packet, SioType};
+use super::client::{self, Burst, Connection, Incoming, Packet, SioType};
 use super::stats::unix_us;
 
 const NSP: &str = "/app";
-const BURST: usize = 64;
 const WATCH_ACK_ID: u64 = 1;
 
 /// Which phone, which vehicle, whose token.
@@ -73,39 +72,20 @@ pub(crate) async fn run(spec: PhoneSpec, sh: Arc<Shared>) -> PhoneOutcome {
         tokio::select! {
             biased;
             incoming = conn.next() => {
-                let mut incoming = incoming;
-                let mut handled = 0;
-                let alive = loop {
-                    match incoming {
-                        Incoming::Text(frame) => {
-                            if frame.as_str() == "2" {
-                                conn.queue(client::PONG.to_string());
-                                heartbeat.as_mut().reset(tokio::time::Instant::now() + conn.heartbeat);
-                            } else if !on_frame(&frame, &spec, &sh, &mut outcome) {
-                                break false;
-                            }
-                        }
-                        Incoming::Closed => {
-                            sh.stats.error("phone:closed_by_hub");
-                            break false;
-                        }
-                        Incoming::Error(e) => {
-                            tracing::debug!(phone = spec.index, error = %e, "phone read failed");
-                            sh.stats.error("phone:read_error");
-                            break false;
-                        }
+                let burst = conn.read_burst(
+                    incoming,
+                    heartbeat.as_mut(),
+                    &sh.stats,
+                    "phone",
+                    |frame, _| on_frame(frame, &spec, &sh, &mut outcome),
+                );
+                match burst {
+                    Burst::Alive => {}
+                    Burst::Over => break,
+                    Burst::Failed(e) => {
+                        tracing::debug!(phone = spec.index, error = %e, "phone read failed");
+                        break;
                     }
-                    handled += 1;
-                    if handled >= BURST {
-                        break true;
-                    }
-                    match conn.next_ready() {
-                        Some(next) => incoming = next,
-                        None => break true,
-                    }
-                };
-                if !alive {
-                    break;
                 }
                 // Frames first (biased), so under a flood look at the
                 // close signal here too.

@@ -104,12 +104,12 @@ impl Outlet {
             self.conn.do_send(Ordered::Frame(frame));
             return true;
         }
-        let pushed = match &*self.direct.borrow() {
-            Some(queue) => {
-                let stats = &self.server.inner.stats;
-                stats.frames_out.fetch_add(1, Ordering::Relaxed);
-                queue.push(frame, &self.server.inner.config)
-            }
+        let too_slow = match &*self.direct.borrow() {
+            Some(queue) => self
+                .server
+                .inner
+                .stats
+                .count_pushed(queue.push(frame, &self.server.inner.config)),
             None => {
                 if !self.conn.connected() {
                     return false;
@@ -118,26 +118,11 @@ impl Outlet {
                 return true;
             }
         };
-        match pushed {
-            Pushed::Queued => {}
-            Pushed::Coalesced => {
-                self.server
-                    .inner
-                    .stats
-                    .coalesced
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Pushed::TooSlow => {
-                // Later frames go through the actor, which closes.
-                self.direct.replace(None);
-                self.server
-                    .inner
-                    .stats
-                    .slow_closed
-                    .fetch_add(1, Ordering::Relaxed);
-                self.conn
-                    .do_send(Control::Close(DisconnectReason::SlowClient));
-            }
+        if too_slow {
+            // Later frames go through the actor, which closes.
+            self.direct.replace(None);
+            self.conn
+                .do_send(Control::Close(DisconnectReason::SlowClient));
         }
         true
     }
@@ -381,30 +366,11 @@ impl Conn {
         if self.closed {
             return;
         }
-        self.server
-            .inner
-            .stats
-            .frames_out
-            .fetch_add(1, Ordering::Relaxed);
-        match self.out.push(frame, &self.server.inner.config) {
-            Pushed::Queued => {}
-            Pushed::Coalesced => {
-                self.server
-                    .inner
-                    .stats
-                    .coalesced
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Pushed::TooSlow => {
-                self.server
-                    .inner
-                    .stats
-                    .slow_closed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(conn = self.id, sid = %self.sid, "client too slow: disconnecting");
-                self.close(DisconnectReason::SlowClient, ctx);
-                return;
-            }
+        let pushed = self.out.push(frame, &self.server.inner.config);
+        if self.server.inner.stats.count_pushed(pushed) {
+            tracing::info!(conn = self.id, sid = %self.sid, "client too slow: disconnecting");
+            self.close(DisconnectReason::SlowClient, ctx);
+            return;
         }
         self.poll_ready(ctx);
     }

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::conn::{Conn, Control, Deliver};
 use super::frame::Frame;
+use super::queue::Pushed;
 
 /// Engine.IO settings (the defaults are Socket.IO's own).
 #[derive(Debug, Clone)]
@@ -292,6 +293,26 @@ pub struct EngineStats {
     pub frames_in: AtomicU64,
     pub coalesced: AtomicU64,
     pub slow_closed: AtomicU64,
+}
+
+impl EngineStats {
+    /// Count a frame pushed on a connection's queue and what became of it
+    /// (`frames_out`, and `coalesced` or `slow_closed`); true if the client
+    /// is too slow and must be closed.
+    pub(crate) fn count_pushed(&self, pushed: Pushed) -> bool {
+        self.frames_out.fetch_add(1, Ordering::Relaxed);
+        match pushed {
+            Pushed::Queued => false,
+            Pushed::Coalesced => {
+                self.coalesced.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Pushed::TooSlow => {
+                self.slow_closed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
+    }
 }
 
 /// What the server is: Socket.IO with namespaces, or a raw Engine.IO echo
