@@ -625,6 +625,7 @@ impl Edge {
                     _ => false,
                 };
                 publisher.push(payload);
+                publisher.ready().await;
                 if sync_point && !playing {
                     playing = true;
                     state.send_replace(PullState::Playing);

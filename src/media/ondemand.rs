@@ -55,6 +55,10 @@ impl MediaSink for Publisher {
     fn bytes_in(&mut self, n: u64) {
         Publisher::bytes_in(self, n);
     }
+
+    fn ready(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        Publisher::ready(self)
+    }
 }
 
 /// The RTMP URL a device publishes `key` to, with a publish token valid

@@ -203,6 +203,10 @@ async fn connection(
         let res = conn.input(&buf[..n]).await;
         conn.flush(&mut socket).await?;
         res?;
+        // Read on only once the stream keeps up (back-pressure through TCP).
+        if let Some(publisher) = &conn.publisher {
+            publisher.ready().await;
+        }
     }
 }
 

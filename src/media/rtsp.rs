@@ -84,13 +84,18 @@ pub const MAX_URL_LEN: usize = 2048;
 ///
 /// `push` is called from the puller's task for every payload, in order, and
 /// must not block: a consumer that cannot keep up applies its own policy
-/// (drop to the next keyframe, ...). `bytes_in` counts the media bytes
+/// (drop to the next keyframe, ...) or makes `ready` wait. `bytes_in` counts the media bytes
 /// received (frame payloads), for metering.
 pub trait MediaSink: Send + 'static {
     /// One payload, in stream order.
     fn push(&mut self, payload: FlvPayload);
     /// `n` more media bytes were received from the camera.
     fn bytes_in(&mut self, _n: u64) {}
+    /// Resolves when the sink takes more: the puller awaits it before
+    /// reading on (back-pressure to the camera). At once by default.
+    fn ready(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// A bounded channel is a sink: payloads that do not fit are dropped (and
@@ -731,6 +736,10 @@ impl<S: MediaSink> SessionRun<'_, S> {
         };
         let mut deadline = Instant::now() + options.idle_timeout;
         loop {
+            // Time spent waiting for the sink is not the camera's.
+            let waiting = Instant::now();
+            self.sink.ready().await;
+            deadline += waiting.elapsed();
             let item = match tokio::time::timeout_at(deadline, demuxed.next()).await {
                 Err(_) => {
                     return Err(PullError::Timeout {

@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,7 @@ impl Streams {
                 return Ok(Publisher {
                     stream,
                     id,
+                    backlog: Arc::new(Backlog::default()),
                     key,
                     kicked: Some(kicked),
                     bytes_in: self.shared.metrics.bytes_in.clone(),
@@ -444,6 +446,7 @@ impl Streams {
 pub struct Publisher {
     stream: Addr<Stream>,
     id: u64,
+    backlog: Arc<Backlog>,
     key: StreamKey,
     kicked: Option<oneshot::Receiver<()>>,
     bytes_in: prometheus::IntCounter,
@@ -457,11 +460,29 @@ impl Publisher {
     }
 
     /// One FLV payload (sequence header or frame, the publisher's clock).
+    /// Never blocks; the source awaits [`Publisher::ready`] before reading
+    /// more, so what the stream has not handled yet stays bounded.
     pub fn push(&self, payload: FlvPayload) {
+        self.backlog.queued.fetch_add(1, Ordering::AcqRel);
         self.stream.do_send(Media {
             publisher: self.id,
             payload,
+            _slot: BacklogSlot(self.backlog.clone()),
         });
+    }
+
+    /// Resolves once the stream has fewer than [`PUBLISH_BACKLOG`] of this
+    /// publisher's payloads left to handle (at once, normally). A source
+    /// awaits it before reading on: a stream that falls behind (a busy
+    /// media thread) slows the camera's connection down through TCP
+    /// instead of queueing without bound.
+    pub async fn ready(&self) {
+        self.backlog.ready().await;
+    }
+
+    /// Payloads pushed and not yet handled by the stream.
+    pub fn backlog(&self) -> usize {
+        self.backlog.queued.load(Ordering::Acquire)
     }
 
     /// The publisher's `onMetaData`.
@@ -613,6 +634,42 @@ struct DetachPublisher {
 struct Media {
     publisher: u64,
     payload: FlvPayload,
+    /// Leaves the publisher's backlog when the message is handled or
+    /// dropped (a stopped stream).
+    _slot: BacklogSlot,
+}
+
+/// Payloads a publisher may have in its stream's mailbox before its
+/// source stops reading (about two seconds of 30 fps video with audio).
+pub const PUBLISH_BACKLOG: usize = 128;
+
+/// A publisher's payloads in flight to its stream.
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    /// Signalled when `queued` falls back to [`PUBLISH_BACKLOG`].
+    drained: tokio::sync::Notify,
+}
+
+impl Backlog {
+    async fn ready(&self) {
+        // Only the source's task pushes and waits, so nothing is added
+        // while it waits; `notify_one` keeps a permit if the drain comes
+        // between the check and the wait.
+        while self.queued.load(Ordering::Acquire) > PUBLISH_BACKLOG {
+            self.drained.notified().await;
+        }
+    }
+}
+
+struct BacklogSlot(Arc<Backlog>);
+
+impl Drop for BacklogSlot {
+    fn drop(&mut self) {
+        if self.0.queued.fetch_sub(1, Ordering::AcqRel) == PUBLISH_BACKLOG + 1 {
+            self.0.drained.notify_one();
+        }
+    }
 }
 
 #[derive(Message)]
@@ -1163,6 +1220,43 @@ mod tests {
             let publisher = publisher.await.unwrap();
             drop(viewer);
             drop(publisher);
+        });
+    }
+
+    #[test]
+    fn a_stream_that_falls_behind_holds_its_publisher_back() {
+        actix_rt::System::new().block_on(async {
+            let media = actix_rt::Arbiter::new();
+            let metrics = crate::metrics::Metrics::new().unwrap();
+            let s = Streams::start(&media.handle(), LiveConfig::default(), metrics.live.clone());
+            let key = StreamKey::parse("7-front").unwrap();
+            let publisher = s.publish(key, info()).await.unwrap();
+            // The media thread stalls for a while.
+            media.spawn(async { std::thread::sleep(Duration::from_millis(1500)) });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut pushed = 0;
+            for i in 0..PUBLISH_BACKLOG * 3 {
+                let frame = crate::media::MediaFrame::audio(i as u32, Bytes::from_static(b"\x21"));
+                publisher.push(FlvPayload::Frame(frame));
+                pushed += 1;
+                let ready = tokio::time::timeout(Duration::from_millis(200), publisher.ready());
+                if ready.await.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(
+                pushed,
+                PUBLISH_BACKLOG + 1,
+                "the source waits once the backlog is full"
+            );
+            assert_eq!(publisher.backlog(), PUBLISH_BACKLOG + 1);
+            // The stream catches up: the source reads on.
+            tokio::time::timeout(Duration::from_secs(5), publisher.ready())
+                .await
+                .expect("the backlog drains");
+            assert!(publisher.backlog() <= PUBLISH_BACKLOG);
+            drop(publisher);
+            media.stop();
         });
     }
 
