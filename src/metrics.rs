@@ -261,6 +261,15 @@ impl Metrics {
                 "1 while the bus is connected to Redis (0 when down or on a single node)",
                 r(|h, _| h.cluster.as_ref().is_some_and(|c| c.redis_up()) as u64),
             ),
+            (
+                "cluster_node_id_in_use",
+                "1 while an earlier live process uses this node.id (this node is unready)",
+                r(|h, _| {
+                    h.cluster
+                        .as_ref()
+                        .is_some_and(|c| c.node_id_in_use.load(Relaxed)) as u64
+                }),
+            ),
         ];
         let counter_defs: Vec<(&str, &str, Reader)> = vec![
             (

@@ -573,6 +573,65 @@ async fn readyz(base: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Two live processes with one `node.id` (a copied configuration): the
+/// later one answers `/readyz` 503 `node_id_in_use` while the earlier
+/// lives, and the earlier stays ready; once the earlier dies (SIGKILL) the
+/// later becomes ready within the life of the earlier's liveness key
+/// (2/3 of the 3 s TTL) and a reaper period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_the_same_node_id_is_unready_while_the_first_lives() {
+    let redis = Redis::start();
+    let target = Target::Single(redis.url());
+    // node-b holds the database and watches.
+    let ns = nodes(&target, &["node-b"], 3).await;
+    let b = &ns[0];
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut earlier, earlier_base) =
+        start_node_x(dir1.path(), &b.config.database.url, &redis.url()).await;
+    eventually("the first node-x is ready", T, async || {
+        readyz(&earlier_base).await.0 == 200
+    })
+    .await;
+    let (mut later, later_base) =
+        start_node_x(dir2.path(), &b.config.database.url, &redis.url()).await;
+    eventually("the second node-x reports node_id_in_use", T, async || {
+        let (status, body) = readyz(&later_base).await;
+        status == 503 && body["error"]["code"] == "node_id_in_use"
+    })
+    .await;
+    assert_eq!(
+        metric(&later_base, "roadhub_cluster_node_id_in_use").await,
+        1.0
+    );
+    // Still so a few reaper periods later; the first stays ready.
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(readyz(&later_base).await.0, 503);
+    let (status, body) = readyz(&earlier_base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        metric(&earlier_base, "roadhub_cluster_node_id_in_use").await,
+        0.0
+    );
+    assert_eq!(readyz(&b.base).await.0, 200);
+
+    earlier.kill();
+    let killed = Instant::now();
+    eventually("the second node-x becomes ready", T, async || {
+        readyz(&later_base).await.0 == 200
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "ready {took:?} after the kill"
+    );
+    assert_eq!(
+        metric(&later_base, "roadhub_cluster_node_id_in_use").await,
+        0.0
+    );
+    later.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_traffic() {
     let mut redis = Redis::start();

@@ -58,6 +58,12 @@ pub struct Cluster {
     /// Random per process start: tells this run of `node_id` from an
     /// earlier one (see `presence`).
     pub incarnation: String,
+    /// When this process joined (ms since the epoch): the older of two
+    /// live processes with one `node.id` keeps it (see `presence`).
+    pub started_ms: i64,
+    /// Set while an older live process holds this `node.id`: this node
+    /// answers `/readyz` 503 `node_id_in_use`.
+    pub node_id_in_use: std::sync::atomic::AtomicBool,
     pub stats: ClusterStats,
     presence: presence::Presence,
     control: control::Control,
@@ -122,6 +128,8 @@ impl Cluster {
                 rand::rng().fill_bytes(&mut b);
                 hex::encode(b)
             },
+            started_ms: crate::util::now_ms(),
+            node_id_in_use: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
             presence: presence::Presence::new(),
             control: control::Control::default(),

@@ -9,8 +9,12 @@
 //!   refreshed every ttl/3 by a compare-and-pexpire script (batched),
 //!   removed by compare-and-delete when the session ends.
 //! - `rh:nodes`: set of node members `{node}@{incarnation}`.
-//! - `rh:alive:{member}` → incarnation, `PX 2·ttl/3`, refreshed every
-//!   ttl/3: the node is alive.
+//! - `rh:alive:{member}` → `{incarnation}|{started_ms}`, `PX 2·ttl/3`,
+//!   refreshed every ttl/3: the node is alive. Two live members with the
+//!   same `node.id` are a misconfiguration (they would share a control
+//!   topic and the load balancer's sid routing): the later started one
+//!   answers `/readyz` 503 `node_id_in_use` while the earlier lives (a
+//!   crashed earlier run counts until its key expires, at most 2·ttl/3).
 //! - `rh:devices:{member}`: hash vehicle → owner of the node's devices (for
 //!   the reaper), `PX 10·ttl` refreshed every ttl/3.
 //! - `rh:reap:{member}`: `SET NX PX 10·ttl` lock: one node reaps a dead one.
@@ -614,7 +618,7 @@ async fn liveness(cluster: Arc<Cluster>) {
         let mut set = Cmd::new();
         set.arg("SET")
             .arg(alive_key(&member))
-            .arg(&cluster.incarnation)
+            .arg(alive_value(&cluster))
             .arg("PX")
             .arg(alive_ms);
         if let Err(e) = cluster.redis.query::<RValue>(&set).await {
@@ -651,6 +655,7 @@ async fn liveness(cluster: Arc<Cluster>) {
 /// Every ttl/3: reap members whose liveness key is gone.
 async fn reaper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     let me = cluster.member();
+    let mut warned = std::collections::HashSet::new();
     // Out of phase with the liveness task.
     tokio::time::sleep(period(&cluster) / 2).await;
     let mut tick = tokio::time::interval(period(&cluster));
@@ -673,6 +678,7 @@ async fn reaper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
         };
         let others: Vec<String> = members.into_iter().filter(|m| *m != me).collect();
         if others.is_empty() {
+            check_node_id(&cluster, &[], &mut warned).await;
             continue;
         }
         let cmds: Vec<Cmd> = others
@@ -686,11 +692,86 @@ async fn reaper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
         let Ok(alive) = cluster.redis.batch(&cmds).await else {
             continue;
         };
+        let mut namesakes = Vec::new();
         for (member, a) in others.iter().zip(alive) {
-            if matches!(a, Ok(RValue::Int(0))) {
-                reap(&hub, &cluster, member).await;
+            match a {
+                Ok(RValue::Int(0)) => reap(&hub, &cluster, member).await,
+                Ok(_) if member_node(member) == Some(cluster.node_id.as_str()) => {
+                    namesakes.push(member.clone());
+                }
+                _ => {}
             }
         }
+        check_node_id(&cluster, &namesakes, &mut warned).await;
+    }
+}
+
+/// The node id of a member `{node}@{incarnation}`.
+fn member_node(member: &str) -> Option<&str> {
+    member.rsplit_once('@').map(|(node, _)| node)
+}
+
+/// What this node writes in its liveness key.
+fn alive_value(cluster: &Cluster) -> String {
+    format!("{}|{}", cluster.incarnation, cluster.started_ms)
+}
+
+/// Whether the member whose liveness key holds `value` started before
+/// this node (ties broken by incarnation). A value without a start time
+/// (an older build) counts as earlier.
+fn started_before(value: &str, cluster: &Cluster) -> bool {
+    let Some((incarnation, started)) = value.rsplit_once('|') else {
+        return true;
+    };
+    let started: i64 = started.parse().unwrap_or(i64::MIN);
+    (started, incarnation) < (cluster.started_ms, cluster.incarnation.as_str())
+}
+
+/// Given the other live members with this node's `node.id`: flag this
+/// node as the duplicate while one of them started earlier (readiness
+/// answers 503), and say so once per change.
+async fn check_node_id(
+    cluster: &Cluster,
+    namesakes: &[String],
+    warned: &mut std::collections::HashSet<String>,
+) {
+    let mut earlier = None;
+    if !namesakes.is_empty() {
+        let cmds: Vec<Cmd> = namesakes
+            .iter()
+            .map(|m| {
+                let mut c = Cmd::new();
+                c.arg("GET").arg(alive_key(m));
+                c
+            })
+            .collect();
+        let Ok(values) = cluster.redis.batch(&cmds).await else {
+            return;
+        };
+        for (member, value) in namesakes.iter().zip(values) {
+            let value = match value {
+                Ok(RValue::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+                Ok(RValue::SimpleString(s)) => s,
+                _ => continue, // expired meanwhile
+            };
+            if started_before(&value, cluster) {
+                earlier = Some(member.clone());
+            } else if warned.insert(member.clone()) {
+                tracing::warn!(other = %member, node_id = %cluster.node_id, "a process started later with this node.id: it reports itself unready; give each node its own node.id");
+            }
+        }
+    }
+    let was = cluster
+        .node_id_in_use
+        .swap(earlier.is_some(), Ordering::Relaxed);
+    match (&earlier, was) {
+        (Some(other), false) => {
+            tracing::error!(other = %other, node_id = %cluster.node_id, "another live process already uses this node.id: this node answers /readyz 503 until it is gone; give each node its own node.id");
+        }
+        (None, true) => {
+            tracing::info!(node_id = %cluster.node_id, "no other live process uses this node.id any more: ready");
+        }
+        _ => {}
     }
 }
 

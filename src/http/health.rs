@@ -1,8 +1,10 @@
 //! Liveness, readiness and metrics.
 //!
 //! - `GET /healthz`: 200 while the process serves.
-//! - `GET /readyz`: 200 only when the database answers (within 3 s);
-//!   otherwise 503 with the error body, so a load balancer stops sending.
+//! - `GET /readyz`: 200 only when the database answers (within 3 s) and,
+//!   in a cluster, Redis is reachable and no earlier live process uses
+//!   this `node.id`; otherwise 503 with the error body, so a load balancer
+//!   stops sending.
 //! - `GET /metrics`: Prometheus text format.
 
 use std::time::Duration;
@@ -32,6 +34,16 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     let db = state.db.clone();
     let ping = tokio::task::spawn_blocking(move || db.ping());
     let redis = state.hub.cluster.as_ref().map(|c| c.redis_up());
+    if let Some(cluster) = &state.hub.cluster
+        && cluster
+            .node_id_in_use
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::unavailable(
+            "node_id_in_use",
+            "another live node of the cluster uses this node.id: give each node its own",
+        ));
+    }
     match tokio::time::timeout(Duration::from_secs(3), ping).await {
         Ok(Ok(Ok(()))) => match redis {
             None => Ok(axum::Json(json!({"status": "ready", "database": "ok"}))),
