@@ -88,16 +88,8 @@ async fn list(
     user: AuthUser,
     Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
-    let list = state
-        .db
-        .run(move |conn| {
-            if vehicles::find_owned(conn, user.id, id)?.is_none() {
-                return Ok(None);
-            }
-            channels::list(conn, id).map(Some)
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    let list =
+        super::history::owned(&state, user.id, id, move |conn| channels::list(conn, id)).await?;
     Ok(axum::Json(
         list.iter().map(channel_json).collect::<Vec<_>>(),
     ))

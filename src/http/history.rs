@@ -197,7 +197,12 @@ fn not_found() -> ApiError {
 
 /// Run `query` on the database if user `user_id` owns vehicle `id`; a
 /// vehicle that is missing or not theirs is 404.
-async fn owned<T, F>(state: &AppState, user_id: i64, id: i64, query: F) -> Result<T, ApiError>
+pub(crate) async fn owned<T, F>(
+    state: &AppState,
+    user_id: i64,
+    id: i64,
+    query: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
