@@ -471,7 +471,7 @@ impl Publisher {
         });
     }
 
-    /// Resolves once the stream has fewer than [`PUBLISH_BACKLOG`] of this
+    /// Resolves once the stream has at most [`PUBLISH_BACKLOG`] of this
     /// publisher's payloads left to handle (at once, normally). A source
     /// awaits it before reading on: a stream that falls behind (a busy
     /// media thread) slows the camera's connection down through TCP
