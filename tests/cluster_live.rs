@@ -10,7 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::live::{Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams};
+use common::live::{
+    Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams, read_flv_body, read_ws_flv,
+};
 use common::redis::Redis;
 use common::{Session, TestServer, metric};
 use futures_util::StreamExt as _;
@@ -78,13 +80,7 @@ fn flv_url(server: &TestServer, key: &str, owner: &Session) -> String {
 async fn read_flv(url: String, dur: Duration) -> FlvReader {
     let res = reqwest::get(&url).await.unwrap();
     assert_eq!(res.status(), 200, "{url}");
-    let mut body = res.bytes_stream();
-    let mut reader = FlvReader::default();
-    let deadline = tokio::time::Instant::now() + dur;
-    while let Ok(Some(Ok(b))) = tokio::time::timeout_at(deadline, body.next()).await {
-        reader.feed(&b);
-    }
-    reader
+    read_flv_body(res, dur).await
 }
 
 fn assert_starts_at_a_keyframe(reader: &FlvReader) {
@@ -201,16 +197,8 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     }
     // WebSocket-FLV on node 3, from the same pull.
     let ws_url = flv_url(n3, &key, &owner).replacen("http://", "ws://", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let mut ws_flv = FlvReader::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
-        match msg.unwrap() {
-            tokio_tungstenite::tungstenite::Message::Binary(b) => ws_flv.feed(&b),
-            other => panic!("unexpected message {other:?}"),
-        }
-    }
-    drop(ws);
+    ws_flv.feed(&read_ws_flv(&ws_url, Duration::from_secs(2)).await);
     assert_starts_at_a_keyframe(&ws_flv);
     let hls = format!("{}/live/{key}/index.m3u8?token={}", n3.base, owner.access);
     let probe = tokio::task::spawn_blocking(move || ffprobe_streams(&hls));

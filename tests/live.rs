@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::live::{Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams, run_bounded};
+use common::live::{
+    Ffmpeg, FlvReader, assert_h264_aac_640x360, ffprobe_streams, read_ws_flv, run_bounded,
+};
 use common::{Session, TestServer};
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -218,15 +220,7 @@ async fn ws_flv_capture_is_read_by_ffprobe() {
     let _ffmpeg = live.publish("front", 30);
     live.wait_live("front").await;
     let url = live.flv_url("front").replacen("http://", "ws://", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut bytes = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
-        match msg.unwrap() {
-            tokio_tungstenite::tungstenite::Message::Binary(b) => bytes.extend_from_slice(&b),
-            other => panic!("unexpected message {other:?}"),
-        }
-    }
+    let bytes = read_ws_flv(&url, Duration::from_secs(3)).await;
     assert!(bytes.len() > 50_000, "{} bytes in 3 s", bytes.len());
     let mut reader = FlvReader::default();
     reader.feed(&bytes);

@@ -387,6 +387,25 @@ struct LiveFixture {
     access: String,
 }
 
+impl LiveFixture {
+    /// ffmpeg publishing the vehicle's `front` channel to the RTMP
+    /// server at `rtmp` (a node or nginx) for 40 s.
+    fn publish_front(&self, rtmp: impl std::fmt::Display) -> Ffmpeg {
+        Ffmpeg::publish(
+            &format!(
+                "rtmp://{rtmp}/live/{}-front?token={}",
+                self.vehicle, self.device_token
+            ),
+            40,
+        )
+    }
+
+    /// The path of the `front` channel's HTTP-FLV play, with the owner's token.
+    fn flv_path(&self) -> String {
+        format!("/live/{}-front.flv?token={}", self.vehicle, self.access)
+    }
+}
+
 async fn live_fixture(node: &TestServer) -> LiveFixture {
     let api = node.api();
     let owner = api.new_user("video@example.com").await;
@@ -428,14 +447,8 @@ async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
     let cl = cluster(Redis::start()).await;
     let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
     let f = live_fixture(&cl.nodes[0]).await;
-    let _ffmpeg = Ffmpeg::publish(
-        &format!(
-            "rtmp://{}/live/{}-front?token={}",
-            nginx.rtmp, f.vehicle, f.device_token
-        ),
-        40,
-    );
-    let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
+    let _ffmpeg = f.publish_front(&nginx.rtmp);
+    let path = f.flv_path();
     // Published through nginx: playable through nginx, whichever node has it.
     wait_ok(&format!("{}{path}", nginx.base())).await;
     // The internal endpoint is not exposed.
@@ -498,14 +511,8 @@ async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     let cl = cluster(Redis::start()).await;
     let nginx = Nginx::start([&cl.nodes[0], &cl.nodes[1]]);
     let f = live_fixture(&cl.nodes[0]).await;
-    let _ffmpeg = Ffmpeg::publish(
-        &format!(
-            "rtmp://{}/live/{}-front?token={}",
-            cl.nodes[1].rtmp_addr, f.vehicle, f.device_token
-        ),
-        40,
-    );
-    let path = format!("/live/{}-front.flv?token={}", f.vehicle, f.access);
+    let _ffmpeg = f.publish_front(cl.nodes[1].rtmp_addr);
+    let path = f.flv_path();
     wait_ok(&format!("{}{path}", cl.nodes[1].base)).await;
     plays_h264_aac(format!("{}{path}", nginx.base())).await;
     plays_h264_aac(format!(

@@ -10,11 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::live::{Ffmpeg, FlvReader};
+use common::live::{Ffmpeg, read_flv_body};
 use common::rtsp::{RtspServer, make_clip};
 use common::sio::SioClient;
 use common::{Session, TestServer};
-use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 struct Fixture {
@@ -68,17 +67,6 @@ impl Fixture {
     }
 }
 
-/// Read an FLV response body for `dur`.
-async fn read_body(res: reqwest::Response, dur: Duration) -> FlvReader {
-    let mut body = res.bytes_stream();
-    let mut reader = FlvReader::default();
-    let deadline = tokio::time::Instant::now() + dur;
-    while let Ok(Some(Ok(b))) = tokio::time::timeout_at(deadline, body.next()).await {
-        reader.feed(&b);
-    }
-    reader
-}
-
 #[tokio::test]
 async fn a_viewer_starts_the_device_and_leaving_stops_it() {
     let f = fixture(|_| {}).await;
@@ -110,7 +98,7 @@ async fn a_viewer_starts_the_device_and_leaving_stops_it() {
         .expect("the waiting viewer is answered")
         .unwrap();
     assert_eq!(res.status(), 200);
-    let reader = read_body(res, Duration::from_secs(2)).await;
+    let reader = read_flv_body(res, Duration::from_secs(2)).await;
     assert!(reader.tags.iter().any(|t| t.is_keyframe()), "video arrives");
     // The viewer left: after live.idle_timeout_secs the device is told.
     let (cmd, _) = device
@@ -219,7 +207,7 @@ async fn the_app_can_start_live_and_the_publish_url_is_for_that_stream_only() {
     loop {
         let res = reqwest::get(f.flv_url("rear")).await.unwrap();
         if res.status() == 200 {
-            let reader = read_body(res, Duration::from_secs(2)).await;
+            let reader = read_flv_body(res, Duration::from_secs(2)).await;
             assert!(reader.tags.iter().any(|t| t.is_keyframe()));
             break;
         }
@@ -311,7 +299,7 @@ async fn an_rtsp_channel_is_pulled_for_viewers_and_released_after() {
     // No device connected: the camera is the source.
     let res = reqwest::get(f.flv_url("cabin")).await.unwrap();
     assert_eq!(res.status(), 200);
-    let reader = read_body(res, Duration::from_secs(2)).await;
+    let reader = read_flv_body(res, Duration::from_secs(2)).await;
     let config = reader
         .tags
         .iter()

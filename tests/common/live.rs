@@ -157,6 +157,34 @@ impl Tag {
     }
 }
 
+/// An FLV response body read for `dur` (or until it ends), as tags.
+pub async fn read_flv_body(res: reqwest::Response, dur: Duration) -> FlvReader {
+    use futures_util::StreamExt as _;
+    let mut body = res.bytes_stream();
+    let mut reader = FlvReader::default();
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Some(Ok(b))) = tokio::time::timeout_at(deadline, body.next()).await {
+        reader.feed(&b);
+    }
+    reader
+}
+
+/// The bytes of a WebSocket-FLV play of `url` (`ws://...`) read for `dur`;
+/// any message but a binary one fails the test.
+pub async fn read_ws_flv(url: &str, dur: Duration) -> Vec<u8> {
+    use futures_util::StreamExt as _;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match msg.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => bytes.extend_from_slice(&b),
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    bytes
+}
+
 /// Reads FLV bytes fed in pieces: the 13-byte header, then tags.
 #[derive(Default)]
 pub struct FlvReader {
