@@ -59,6 +59,23 @@ fn registry_origin(redis: &Redis, key: &str) -> Option<String> {
     entry["node"].as_str().map(str::to_owned)
 }
 
+/// ffmpeg publishing `key` to `node`'s RTMP for 60 s, returned once the
+/// stream registry names `node` as the origin (bounded wait).
+async fn publish_on(redis: &Redis, node: &TestServer, key: &str, token: &str) -> Ffmpeg {
+    let ffmpeg = Ffmpeg::publish(
+        &format!("rtmp://{}/live/{key}?token={token}", node.rtmp_addr),
+        60,
+    );
+    let id = node.config.node.id.as_str();
+    eventually(
+        &format!("{id} registered"),
+        Duration::from_secs(15),
+        || async { registry_origin(redis, key).as_deref() == Some(id) },
+    )
+    .await;
+    ffmpeg
+}
+
 /// Wait (up to `within`) until `f` answers true.
 async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F)
 where
@@ -251,24 +268,10 @@ async fn a_publisher_moving_to_another_node_keeps_its_registry_entry() {
     let token = v["device_token"].as_str().unwrap();
     let rkey = format!("rh:stream:{key}");
 
-    let first = Ffmpeg::publish(
-        &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
-        60,
-    );
-    eventually("node 1 registered", Duration::from_secs(15), || async {
-        registry_origin(&redis, &key).as_deref() == Some("node-1")
-    })
-    .await;
+    let first = publish_on(&redis, n1, &key, token).await;
     // The device publishes to node 2 as well (it moved): the newest wins
     // and node 1's refreshes do not take the entry back.
-    let _second = Ffmpeg::publish(
-        &format!("rtmp://{}/live/{key}?token={token}", n2.rtmp_addr),
-        60,
-    );
-    eventually("node 2 registered", Duration::from_secs(15), || async {
-        registry_origin(&redis, &key).as_deref() == Some("node-2")
-    })
-    .await;
+    let _second = publish_on(&redis, n2, &key, token).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(registry_origin(&redis, &key).as_deref(), Some("node-2"));
     // Node 1's publisher leaves: its compare-and-delete spares node 2's entry.
@@ -309,14 +312,7 @@ async fn an_edge_follows_a_stream_that_moves_to_another_node() {
     let key = format!("{}-front", v["id"].as_i64().unwrap());
     let token = v["device_token"].as_str().unwrap().to_string();
 
-    let first = Ffmpeg::publish(
-        &format!("rtmp://{}/live/{key}?token={token}", n1.rtmp_addr),
-        60,
-    );
-    eventually("node 1 registered", Duration::from_secs(15), || async {
-        registry_origin(&redis, &key).as_deref() == Some("node-1")
-    })
-    .await;
+    let first = publish_on(&redis, n1, &key, &token).await;
     // One viewer on node 2, read in the background.
     let url = flv_url(n2, &key, &owner);
     let res = reqwest::get(&url).await.unwrap();
@@ -353,14 +349,7 @@ async fn an_edge_follows_a_stream_that_moves_to_another_node() {
     // The device goes to node 3: node 1's publisher leaves (node 1 holds
     // its viewers for the grace period), node 3 becomes the origin.
     drop(first);
-    let _second = Ffmpeg::publish(
-        &format!("rtmp://{}/live/{key}?token={token}", n3.rtmp_addr),
-        60,
-    );
-    eventually("node 3 registered", Duration::from_secs(15), || async {
-        registry_origin(&redis, &key).as_deref() == Some("node-3")
-    })
-    .await;
+    let _second = publish_on(&redis, n3, &key, &token).await;
     let moved = Instant::now();
     let before = video_frames(&reader);
     // Well within the 8 s grace: the same viewer gets node 3's video.

@@ -404,6 +404,14 @@ impl LiveFixture {
     fn flv_path(&self) -> String {
         format!("/live/{}-front.flv?token={}", self.vehicle, self.access)
     }
+
+    /// The path of the `front` channel's HLS playlist, with the owner's token.
+    fn hls_path(&self) -> String {
+        format!(
+            "/live/{}-front/index.m3u8?token={}",
+            self.vehicle, self.access
+        )
+    }
 }
 
 async fn live_fixture(node: &TestServer) -> LiveFixture {
@@ -487,13 +495,7 @@ async fn live_video_through_nginx_rtmp_http_flv_ws_flv_and_hls() {
     drop(ws);
 
     // HLS through nginx.
-    plays_h264_aac(format!(
-        "{}/live/{}-front/index.m3u8?token={}",
-        nginx.base(),
-        f.vehicle,
-        f.access
-    ))
-    .await;
+    plays_h264_aac(format!("{}{}", nginx.base(), f.hls_path())).await;
     drop(nginx);
 }
 
@@ -515,13 +517,7 @@ async fn live_play_through_nginx_of_a_stream_published_to_one_node() {
     let path = f.flv_path();
     wait_ok(&format!("{}{path}", cl.nodes[1].base)).await;
     plays_h264_aac(format!("{}{path}", nginx.base())).await;
-    plays_h264_aac(format!(
-        "{}/live/{}-front/index.m3u8?token={}",
-        nginx.base(),
-        f.vehicle,
-        f.access
-    ))
-    .await;
+    plays_h264_aac(format!("{}{}", nginx.base(), f.hls_path())).await;
     drop(nginx);
 }
 
