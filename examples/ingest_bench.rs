@@ -1,4 +1,4 @@
-//! Durable-ingest benchmark (issue 3): many simulated devices each send
+//! Durable-ingest benchmark: many simulated devices each send
 //! `loc` batches through the group-commit writer, one after another, each
 //! waiting for its ack (= commit) before sending the next. Prints points/s
 //! acknowledged, batch sizes and ack latency percentiles.

@@ -3,7 +3,8 @@
 //! Blackboxes keep persistent sessions and report GPS, events, OBD and status;
 //! phones and browsers log in, watch their vehicles live and look back at
 //! history. This crate is that server. The public interface (CLI, REST,
-//! Socket.IO events, live-video URLs) is fixed by `shared/CONTRACT.md`.
+//! Socket.IO events, error codes, live-video URLs) is documented in
+//! `docs/API.md`; its names are stable.
 //!
 //! # Layout
 //!

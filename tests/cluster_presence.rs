@@ -1,5 +1,5 @@
-//! Presence, commands and one session per device across nodes (issue 5,
-//! items 2 to 4), and their faults: a node killed with SIGKILL, Redis
+//! Presence, commands and one session per device across nodes, and their
+//! faults: a node killed with SIGKILL, Redis
 //! restarted mid-traffic, a 3-master Redis Cluster. Nodes share one
 //! database (PostgreSQL or one SQLite file) and one Redis; every wait is
 //! bounded.

@@ -12,7 +12,7 @@
 //!   the other one pulls the stream from its origin); a stream published to
 //!   node2 directly plays through nginx whichever node answers;
 //! - `/internal/` (node-to-node) is not reachable through nginx;
-//! - failover (issue 5, item 6): node2, a `roadhub serve` process, killed
+//! - failover: node2, a `roadhub serve` process, killed
 //!   with SIGKILL under stock clients (`tests/clients/failover_flow.js`):
 //!   they reconnect through nginx to node1 by their own logic, presence
 //!   heals within the TTL, every acknowledged point is stored.
@@ -578,7 +578,7 @@ fn starts(v: &Value, prefix: &str) -> bool {
     v.as_str().is_some_and(|s| s.starts_with(prefix))
 }
 
-/// Issue 5, item 6: node2 killed with SIGKILL behind nginx. Stock
+/// Failover: node2 killed with SIGKILL behind nginx. Stock
 /// `socket.io-client` sockets (default options, so their own reconnection
 /// with the default delays) of a device and an app on node2 reconnect
 /// through nginx to node1; the device's `loc` goes on; both apps (the one

@@ -1,7 +1,6 @@
 //! `roadhub simulate` end to end, through `roadhub::simulate::run`.
 //!
-//! - Against a real node (`TestServer`): a small run loses nothing. Ignored
-//!   until the realtime hub (issue 3) serves Socket.IO.
+//! - Against a real node (`TestServer`): a small run loses nothing.
 //! - Against a tiny in-process mock hub (below): the simulator's own
 //!   behaviour (setup, connects, acks, fan-out counting, loss detection,
 //!   commands, pings, idle mode, credentials reuse), so it stays tested

@@ -1,4 +1,4 @@
-//! Live video play (see `shared/CONTRACT.md`, "Live video"):
+//! Live video play (documented for clients in `docs/API.md`, "Live video"):
 //!
 //! | route | answer |
 //! | --- | --- |

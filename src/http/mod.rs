@@ -1,20 +1,22 @@
 //! The HTTP side of a node: the router, its shared state, and the server
 //! that runs it on the worker threads.
 //!
-//! Routes (prefix `/api/v1` for REST, see `shared/CONTRACT.md`):
+//! Routes (prefix `/api/v1` for REST; every route is documented for clients
+//! in `docs/API.md`, which `tests/docs.rs` checks against this router):
 //!
 //! | module | routes |
 //! | --- | --- |
 //! | [`auth`] | `POST /auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout` |
 //! | [`vehicles`] | `GET/POST /vehicles`, `GET/PATCH/DELETE /vehicles/{id}`, `POST /vehicles/{id}/device-token` |
 //! | [`channels`] | `GET /vehicles/{id}/channels`, `GET/PUT/DELETE /vehicles/{id}/channels/{channel}` |
-//! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status` |
+//! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status`, `/vehicles/{id}/traffic` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
 //! | [`live`] | `GET /live/{key}.flv` (HTTP-FLV, WebSocket-FLV), `/live/{key}/index.m3u8`, `/live/{key}/{seq}.ts`; node to node: `GET /internal/live/{key}.flv` |
 //!
 //! Every error, including unknown routes (404), wrong methods (405) and
-//! oversized bodies (413), answers the contract's JSON error body.
+//! oversized bodies (413), answers the JSON error body
+//! `{"error": {"code", "message"}}`.
 
 pub mod auth;
 pub mod channels;

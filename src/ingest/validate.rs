@@ -1,5 +1,5 @@
 //! Parse and validate device telemetry, the Socket.IO event arguments of
-//! namespace `/device` (`shared/CONTRACT.md`, "Realtime"):
+//! namespace `/device` (documented for clients in `docs/API.md`, "Realtime"):
 //!
 //! | event | payload | result |
 //! | --- | --- | --- |

@@ -35,10 +35,11 @@ use super::server::{
 /// one-shot listeners in a row, and its WebSocket client dispatches all
 /// the messages of one TCP read at once: when both frames share a read,
 /// the listener for `auth` is not there yet and the test misses it (a
-/// known flaw of the suite, socket.io-protocol issue 32). A connection
-/// here writes everything queued at one wake-up in one write, so the two
-/// would always share it; a few milliseconds apart, they arrive as two
-/// reads even on a busy machine. Other clients do not care.
+/// known flaw of the suite, issue 32 of the socket.io-protocol
+/// repository). A connection here writes everything queued at one wake-up
+/// in one write, so the two would always share it; a few milliseconds
+/// apart, they arrive as two reads even on a busy machine. Other clients
+/// do not care.
 pub const AUTH_EMIT_DELAY: Duration = Duration::from_millis(50);
 
 /// How long the server waits for the client's ack after `ack-me`.
