@@ -322,10 +322,8 @@ fn no_tracked_file_points_at_design_notes_outside_the_repository() {
     for file in tracked() {
         let Some(body) = text(&file) else { continue };
         for (n, line) in body.lines().enumerate() {
-            for needle in &needles {
-                if line.contains(needle.as_str()) {
-                    found.push(format!("{file}:{}: {}", n + 1, line.trim()));
-                }
+            if needles.iter().any(|needle| line.contains(needle.as_str())) {
+                found.push(format!("{file}:{}: {}", n + 1, line.trim()));
             }
         }
     }
