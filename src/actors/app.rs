@@ -14,8 +14,7 @@ use actix::prelude::*;
 use serde_json::{Value, json};
 
 use super::room::{self, Room, RoomKey};
-use super::{Hub, session_limiter};
-use crate::cluster::DeviceNode;
+use super::{DeviceNode, Hub, session_limiter};
 use crate::db::queries::vehicles;
 use crate::socketio::{
     ConnectResult, DisconnectReason, IncomingEvent, Namespace, Socket, SocketHandler,

@@ -7,7 +7,7 @@
 //! vehicle's room as soon as it is accepted, encoded once.
 //!
 //! A second connection of the same vehicle replaces the first, on this
-//! node or (with a cluster, see `cluster::presence`) on another: the old
+//! node or (with a cluster, see `crate::cluster::presence`) on another: the old
 //! session is told why (`session_replaced`) and closed. The vehicle is
 //! online while a session is registered, and goes offline when the last
 //! one ends (disconnect, or missed heartbeats).
@@ -397,9 +397,10 @@ impl Actor for DeviceSession {
         if let Some(old) = previous {
             old.session.do_send(Replaced);
         }
-        if let Some(cluster) = &self.hub.cluster {
-            cluster.device_connected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
-        }
+        self.hub
+            .backends
+            .presence
+            .connected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
         tracing::info!(
             vehicle_id = self.vehicle_id,
             owner_id = self.owner_id,
@@ -418,19 +419,15 @@ impl Actor for DeviceSession {
             .unregister(self.vehicle_id, self.socket.conn_id());
         // A session replaced by one on another node is not the last one.
         let offline = was_current && !self.replaced;
-        // With a cluster (and Redis reachable) the offline frame is
-        // published after the key's compare-and-delete, and only if the
-        // device is not held by another node by then.
-        let deferred = self.hub.cluster.as_ref().is_some_and(|c| c.redis_up());
-        if let Some(cluster) = &self.hub.cluster {
-            cluster.device_disconnected(
-                self.vehicle_id,
-                self.socket.conn_id(),
-                self.owner_id,
-                offline && deferred,
-            );
-        }
-        if offline && !deferred {
+        // The presence backend may announce the offline itself (with a
+        // cluster, once it knows no other node holds the device).
+        let announced = self.hub.backends.presence.disconnected(
+            self.vehicle_id,
+            self.socket.conn_id(),
+            self.owner_id,
+            offline,
+        );
+        if offline && !announced {
             self.user_room.publish(self.presence_frame(false));
         }
         self.user_room.addr.do_send(DetachPublisher);

@@ -223,8 +223,7 @@ async fn remove(
     if !deleted {
         return Err(not_found());
     }
-    state.hub.revoke_device(id, "the vehicle was deleted");
-    state.hub.presence.forget(id);
+    state.hub.vehicle_removed(id, "the vehicle was deleted");
     tracing::info!(user_id = user.id, vehicle_id = id, "vehicle deleted");
     Ok(StatusCode::NO_CONTENT)
 }
