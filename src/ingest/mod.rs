@@ -7,13 +7,13 @@
 //! - [`writer`]: the [`IngestWriter`]: sessions submit [`Job`]s without
 //!   blocking; one dedicated thread takes every job waiting, writes them in
 //!   one transaction, and completes each job only after the commit. A
-//!   device's ack therefore means durable (`shared/DESIGN.md`: "an ack means
-//!   durable"). The queue is bounded: when it is full, [`SubmitError::Busy`]
-//!   (the device hears `busy`) instead of growing memory.
+//!   device's ack therefore means durable. The queue is bounded: when it
+//!   is full, [`SubmitError::Busy`] (the device hears `busy`) instead of
+//!   growing memory.
 //!
 //! The writer's batching, durability and busy policy are described in
 //! `docs/INGEST.md`. Reading history back is [`crate::db::queries::telemetry`]
-//! and [`crate::http::history`].
+//! (served by the REST history routes).
 //!
 //! A device session's `loc` handler, in short:
 //!
