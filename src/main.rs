@@ -172,15 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let config = load_config(&cli.global, None)?;
             roadhub::logging::init(&config.log.format, "warn");
-            let email = roadhub::http::auth::normalize_email(&email).map_err(anyhow::Error::new)?;
+            let email = roadhub::auth::account::normalize_email(&email)?;
             let mut password = String::new();
             std::io::stdin()
                 .lock()
                 .read_line(&mut password)
                 .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            roadhub::http::auth::check_password(password, config.auth.min_password_len)
-                .map_err(anyhow::Error::new)?;
+            roadhub::auth::account::check_password(password, config.auth.min_password_len)?;
             let hash =
                 roadhub::auth::password::hash_blocking(password).map_err(anyhow::Error::msg)?;
             let db = Db::connect(&config)?;
@@ -203,19 +202,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let config = load_config(&cli.global, None)?;
             roadhub::logging::init(&config.log.format, "warn");
-            let serial =
-                roadhub::http::vehicles::check_serial(&serial).map_err(anyhow::Error::new)?;
+            let serial = roadhub::auth::account::check_serial(&serial)?;
             let name =
-                roadhub::http::vehicles::check_vehicle_name(name.as_deref().unwrap_or(&serial))
-                    .map_err(anyhow::Error::new)?;
+                roadhub::auth::account::check_vehicle_name(name.as_deref().unwrap_or(&serial))?;
             let db = Db::connect(&config)?;
             db.migrate()?;
             let mut conn = db.get()?;
             let owner_email = owner.trim().to_lowercase();
             let user = users::find_by_email(&mut conn, &owner_email)?
                 .with_context(|| format!("no user with email {owner_email}"))?;
-            let token = roadhub::util::random_token("dt_", 32);
-            let hash = roadhub::util::sha256_hex(&token);
+            let roadhub::auth::account::DeviceToken { token, hash } =
+                roadhub::auth::account::DeviceToken::mint();
             let vehicle =
                 vehicles::create(&mut conn, user.id, &serial, &name, &hash).map_err(|e| {
                     if e.is_unique_violation() {
