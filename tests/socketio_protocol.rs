@@ -12,9 +12,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::echo::{Echo, conformance_config};
 use common::engine::*;
 use reqwest::StatusCode;
-use crate::common::echo::{Echo, conformance_config};
 use roadhub::socketio::transport::router;
 use roadhub::socketio::{
     ConnectResult, DisconnectReason, EngineConfig, IncomingEvent, Namespace, Socket, SocketHandler,

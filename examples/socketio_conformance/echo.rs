@@ -122,7 +122,10 @@ pub fn app(config: EngineConfig) -> axum::Router {
     let engine = SocketIo::engine_echo(config.clone());
     axum::Router::new()
         .merge(roadhub::socketio::transport::router("/engine.io/", engine))
-        .merge(roadhub::socketio::transport::router("/socket.io/", socket_io(config)))
+        .merge(roadhub::socketio::transport::router(
+            "/socket.io/",
+            socket_io(config),
+        ))
         .layer(tower_http::cors::CorsLayer::very_permissive())
 }
 

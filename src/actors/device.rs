@@ -352,7 +352,13 @@ impl DeviceSession {
 
     /// `status` and `obd`: stored, fanned out to the vehicle's room (with
     /// the hub's vehicle id, whatever the device sent), acked after commit.
-    fn on_report(&mut self, kind: ReportKind, arg: &Value, ack: Option<u64>, ctx: &mut Context<Self>) {
+    fn on_report(
+        &mut self,
+        kind: ReportKind,
+        arg: &Value,
+        ack: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
         let vehicle_id = self.vehicle_id;
         let parsed = match kind {
             ReportKind::Status => validate::parse_status(arg),
@@ -364,8 +370,16 @@ impl DeviceSession {
         };
         let (t, data) = (report.t, report.data);
         let job = match kind {
-            ReportKind::Status => Job::Status { vehicle_id, t, data },
-            ReportKind::Obd => Job::Obd { vehicle_id, t, data },
+            ReportKind::Status => Job::Status {
+                vehicle_id,
+                t,
+                data,
+            },
+            ReportKind::Obd => Job::Obd {
+                vehicle_id,
+                t,
+                data,
+            },
         };
         let Some(rx) = self.submit(job, ack) else {
             return;

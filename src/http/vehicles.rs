@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::account::{DeviceToken, check_serial, check_vehicle_name};
 use crate::db::models::{Location, Vehicle};
 use crate::db::queries::vehicles;
 use crate::error::ApiError;
@@ -21,7 +22,6 @@ use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id, Json};
 use crate::http::history::PointOut;
 use crate::ingest::validate::Point;
-use crate::auth::account::{DeviceToken, check_serial, check_vehicle_name};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

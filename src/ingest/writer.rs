@@ -54,7 +54,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
-use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio::sync::oneshot;
 
@@ -773,7 +772,9 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
         };
         rows.add(index, job, meta);
     }
-    let BatchRows { batch, mut stored, .. } = rows;
+    let BatchRows {
+        batch, mut stored, ..
+    } = rows;
     for event in ingest_sql::write_batch(conn, &batch)? {
         if let Some(slot) = stored.get_mut(event.index) {
             *slot = Stored::Event {
@@ -790,12 +791,13 @@ fn event_metas(jobs: &[&Job]) -> Result<Vec<Option<String>>, DbError> {
     let mut metas = Vec::new();
     for job in jobs {
         if let Job::Event { event, .. } = job {
-            let meta = match &event.meta {
-                Some(meta) => Some(serde_json::to_string(meta).map_err(|e| {
-                    DbError::Query(DieselError::SerializationError(Box::new(e)))
-                })?),
-                None => None,
-            };
+            let meta =
+                match &event.meta {
+                    Some(meta) => Some(serde_json::to_string(meta).map_err(|e| {
+                        DbError::Query(DieselError::SerializationError(Box::new(e)))
+                    })?),
+                    None => None,
+                };
             metas.push(meta);
         }
     }
@@ -816,8 +818,10 @@ struct BatchRows<'a> {
 
 impl<'a> BatchRows<'a> {
     fn new(jobs: &[&Job], received_at: i64) -> Self {
-        let mut batch = ingest_sql::Batch::default();
-        batch.locations = Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum());
+        let batch = ingest_sql::Batch {
+            locations: Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum()),
+            ..Default::default()
+        };
         Self {
             batch,
             stored: Vec::with_capacity(jobs.len()),

@@ -25,7 +25,6 @@ const MAX_BIND_PARAMS: usize = 32_766;
 /// 512 for the pieces to cover any remainder.
 const LOCATION_CHUNK: usize = 512;
 
-
 /// Inserting a batch of locations, `ON CONFLICT (vehicle_id, t) DO
 /// NOTHING`, the fastest way each backend offers.
 trait InsertLocations {
