@@ -1,7 +1,7 @@
 //! The ingest writer's statements: one batch of telemetry rows written in
 //! one write transaction (locations, status and OBD reports, the
 //! connection and command logs, events, `last_seen_at`). The writer
-//! (`crate::ingest::writer`) batches the jobs and builds the [`Batch`];
+//! (`src/ingest/writer.rs`) batches the jobs and builds the [`Batch`];
 //! the SQL lives here.
 
 use diesel::prelude::*;
