@@ -169,69 +169,74 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             email,
             name,
             password_stdin: _,
-        }) => {
-            let config = load_config(&cli.global, None)?;
-            roadhub::logging::init(&config.log.format, "warn");
-            let email = roadhub::http::auth::normalize_email(&email).map_err(anyhow::Error::new)?;
-            let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            roadhub::http::auth::check_password(password, config.auth.min_password_len)
-                .map_err(anyhow::Error::new)?;
-            let hash =
-                roadhub::auth::password::hash_blocking(password).map_err(anyhow::Error::msg)?;
-            let db = Db::connect(&config)?;
-            db.migrate()?;
-            let mut conn = db.get()?;
-            let user = users::create(&mut conn, &email, name.as_deref(), &hash).map_err(|e| {
-                if e.is_unique_violation() {
-                    anyhow::anyhow!("a user with email {email} already exists")
-                } else {
-                    e.into()
-                }
-            })?;
-            println!("user {} created: {}", user.id, user.email);
-            Ok(())
-        }
+        }) => user_add(&cli.global, &email, name.as_deref()),
         Command::Device(DeviceCommand::Add {
             serial,
             owner,
             name,
-        }) => {
-            let config = load_config(&cli.global, None)?;
-            roadhub::logging::init(&config.log.format, "warn");
-            let serial =
-                roadhub::http::vehicles::check_serial(&serial).map_err(anyhow::Error::new)?;
-            let name =
-                roadhub::http::vehicles::check_vehicle_name(name.as_deref().unwrap_or(&serial))
-                    .map_err(anyhow::Error::new)?;
-            let db = Db::connect(&config)?;
-            db.migrate()?;
-            let mut conn = db.get()?;
-            let owner_email = owner.trim().to_lowercase();
-            let user = users::find_by_email(&mut conn, &owner_email)?
-                .with_context(|| format!("no user with email {owner_email}"))?;
-            let token = roadhub::util::random_token("dt_", 32);
-            let hash = roadhub::util::sha256_hex(&token);
-            let vehicle =
-                vehicles::create(&mut conn, user.id, &serial, &name, &hash).map_err(|e| {
-                    if e.is_unique_violation() {
-                        anyhow::anyhow!("a vehicle with serial {serial} already exists")
-                    } else {
-                        e.into()
-                    }
-                })?;
-            eprintln!(
-                "vehicle {} ({}) created for {}; its device token follows, shown only this once:",
-                vehicle.id, vehicle.serial, user.email
-            );
-            println!("{token}");
-            Ok(())
-        }
+        }) => device_add(&cli.global, &serial, &owner, name.as_deref()),
     }
+}
+
+/// `roadhub user add`: the password is read from standard input.
+fn user_add(global: &GlobalArgs, email: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let config = load_config(global, None)?;
+    roadhub::logging::init(&config.log.format, "warn");
+    let email = roadhub::auth::account::normalize_email(email)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    roadhub::auth::account::check_password(password, config.auth.min_password_len)?;
+    let hash = roadhub::auth::password::hash_blocking(password).map_err(anyhow::Error::msg)?;
+    let db = Db::connect(&config)?;
+    db.migrate()?;
+    let mut conn = db.get()?;
+    let user = users::create(&mut conn, &email, name, &hash).map_err(|e| {
+        if e.is_unique_violation() {
+            anyhow::anyhow!("a user with email {email} already exists")
+        } else {
+            e.into()
+        }
+    })?;
+    println!("user {} created: {}", user.id, user.email);
+    Ok(())
+}
+
+/// `roadhub device add`: prints the new device token, once.
+fn device_add(
+    global: &GlobalArgs,
+    serial: &str,
+    owner: &str,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let config = load_config(global, None)?;
+    roadhub::logging::init(&config.log.format, "warn");
+    let serial = roadhub::auth::account::check_serial(serial)?;
+    let name = roadhub::auth::account::check_vehicle_name(name.unwrap_or(&serial))?;
+    let db = Db::connect(&config)?;
+    db.migrate()?;
+    let mut conn = db.get()?;
+    let owner_email = owner.trim().to_lowercase();
+    let user = users::find_by_email(&mut conn, &owner_email)?
+        .with_context(|| format!("no user with email {owner_email}"))?;
+    let roadhub::auth::account::DeviceToken { token, hash } =
+        roadhub::auth::account::DeviceToken::mint();
+    let vehicle = vehicles::create(&mut conn, user.id, &serial, &name, &hash).map_err(|e| {
+        if e.is_unique_violation() {
+            anyhow::anyhow!("a vehicle with serial {serial} already exists")
+        } else {
+            e.into()
+        }
+    })?;
+    eprintln!(
+        "vehicle {} ({}) created for {}; its device token follows, shown only this once:",
+        vehicle.id, vehicle.serial, user.email
+    );
+    println!("{token}");
+    Ok(())
 }
 
 /// `roadhub simulate`: its own runtime with `--threads` workers; the

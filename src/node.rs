@@ -128,8 +128,7 @@ pub async fn serve_with(
         cluster,
     ));
     // Cluster presence and node-to-node control (nothing without Redis).
-    crate::cluster::control::spawn(hub.clone());
-    crate::cluster::presence::spawn(hub.clone());
+    crate::actors::start_backends(&hub);
     let sio = crate::actors::socketio(hub.clone()).with_sid_prefix(&config.node.id);
     let metrics = Metrics::new().context("creating metrics")?;
     metrics
@@ -208,7 +207,7 @@ pub async fn serve_with(
             sio.close_all();
             ondemand.stop_all();
             live.end_all().await;
-            crate::cluster::presence::leave(&hub).await;
+            hub.leave_cluster().await;
             let _ = stop_tx.send(true);
             server.await.context("HTTP server")
         }

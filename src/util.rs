@@ -1,4 +1,5 @@
-//! Small helpers shared by every module: clock, random secrets, hashing.
+//! Small helpers shared by every module: clock, random secrets, hashing,
+//! the peer address of a connection.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -55,3 +56,9 @@ mod tests {
         assert!(!secure_eq("abc", "abcd"));
     }
 }
+
+/// The TCP peer of a connection, set by the HTTP server on every request
+/// (a request extension) and read by the routes and the Socket.IO
+/// transports.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);

@@ -1,7 +1,7 @@
 //! The Engine.IO 4 / Socket.IO 5 server spoken to raw, over HTTP
 //! long-polling and WebSocket: the behaviour the official protocol suites
 //! check (see `scripts/conformance`), and more, on the echo server of
-//! `roadhub::socketio::echo` running in this process.
+//! `examples/socketio_conformance/echo.rs` running in this process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,9 +12,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::echo::{Echo, conformance_config};
 use common::engine::*;
 use reqwest::StatusCode;
-use roadhub::socketio::echo::{Echo, conformance_config};
 use roadhub::socketio::transport::router;
 use roadhub::socketio::{
     ConnectResult, DisconnectReason, EngineConfig, IncomingEvent, Namespace, Socket, SocketHandler,

@@ -1,4 +1,4 @@
-//! The stock clients against the echo server (`roadhub::socketio::echo`)
+//! The stock clients against the echo server (`common::echo`)
 //! in this process: socket.io-client 4.8 on Node with default options
 //! (polling, then the upgrade to WebSocket), WebSocket only and polling
 //! only; python-socketio's client with its defaults and WebSocket only.
@@ -60,7 +60,7 @@ fn server() -> SioServer {
     SioServer::echo(EngineConfig {
         ping_interval: Duration::from_millis(300),
         ping_timeout: Duration::from_secs(5),
-        ..roadhub::socketio::echo::conformance_config()
+        ..crate::common::echo::conformance_config()
     })
 }
 

@@ -14,8 +14,7 @@ use actix::prelude::*;
 use serde_json::{Value, json};
 
 use super::room::{self, Room, RoomKey};
-use super::{Hub, session_limiter};
-use crate::cluster::DeviceNode;
+use super::{DeviceNode, Hub, session_limiter};
 use crate::db::queries::vehicles;
 use crate::socketio::{
     ConnectResult, DisconnectReason, IncomingEvent, Namespace, Socket, SocketHandler,
@@ -150,103 +149,121 @@ impl AppSession {
             self.hub.stats.rate_limited.fetch_add(1, Relaxed);
             return self.ack_error(event.ack, "rate_limited");
         }
-        let ack = event.ack;
         match event.name.as_str() {
-            "watch" => {
-                let Some(vehicle) = vehicle_arg(&event) else {
-                    return self.ack_error(ack, "invalid_payload");
-                };
-                if self.watching.contains_key(&vehicle) {
-                    let hub = self.hub.clone();
-                    ctx.spawn(
-                        async move { watch_answer(&hub, vehicle).await }
-                            .into_actor(self)
-                            .map(move |answer, act, _ctx| act.ack(ack, &answer)),
-                    );
-                    return;
-                }
-                if self.watching.len() >= MAX_WATCHES {
-                    return self.ack_error(ack, "too_many_watches");
-                }
-                let owner = self.check_owner(vehicle);
-                let rooms = self.hub.rooms.clone();
-                let member = self.socket.conn_id();
-                let conn = self.socket.conn().clone();
-                let hub = self.hub.clone();
-                ctx.spawn(
-                    async move {
-                        if !owner.await {
-                            return Err("forbidden");
-                        }
-                        let room = room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
-                            .await
-                            .ok_or("unavailable")?;
-                        Ok((room, watch_answer(&hub, vehicle).await))
-                    }
-                    .into_actor(self)
-                    .map(move |result, act, _ctx| match result {
-                        Ok((room, answer)) => {
-                            act.owned.insert(vehicle);
-                            act.watching.insert(vehicle, room);
-                            act.ack(ack, &answer);
-                        }
-                        Err(code) => act.ack_error(ack, code),
-                    }),
-                );
-            }
-            "unwatch" => {
-                let Some(vehicle) = vehicle_arg(&event) else {
-                    return self.ack_error(ack, "invalid_payload");
-                };
-                if let Some(room) = self.watching.remove(&vehicle) {
-                    room::leave(&room, RoomKey::Vehicle(vehicle), self.socket.conn_id());
-                }
-                self.ack(ack, &json!({"ok": true}));
-            }
-            "command" => {
-                let arg = event.args.first().cloned().unwrap_or(Value::Null);
-                let (Some(vehicle), Some(name)) = (
-                    vehicle_arg(&event),
-                    arg.get("name").and_then(Value::as_str).map(str::to_owned),
-                ) else {
-                    return self.ack_error(ack, "invalid_payload");
-                };
-                if name.is_empty() || name.len() > 64 {
-                    return self.ack_error(ack, "invalid_payload");
-                }
-                let args = arg.get("args").cloned().unwrap_or(Value::Null);
-                if args.to_string().len() > 16 * 1024 {
-                    return self.ack_error(ack, "too_large");
-                }
-                let owner = self.check_owner(vehicle);
-                let hub = self.hub.clone();
-                let user_id = self.user_id;
-                ctx.spawn(
-                    async move {
-                        if !owner.await {
-                            return json!({"ok": false, "error": "forbidden"});
-                        }
-                        let at = hub.device_node(vehicle).await;
-                        if !at.is_online() {
-                            return json!({"ok": false, "error": "offline"});
-                        }
-                        let args = if name == "live.start" {
-                            match live_start_args(&hub, vehicle, args).await {
-                                Ok(args) => args,
-                                Err(code) => return json!({"ok": false, "error": code}),
-                            }
-                        } else {
-                            args
-                        };
-                        hub.command(at, vehicle, Some(user_id), name, args).await
-                    }
-                    .into_actor(self)
-                    .map(move |answer, act, _ctx| act.ack(ack, &answer)),
-                );
-            }
-            _ => self.ack_error(ack, "unknown_event"),
+            "watch" => self.on_watch(&event, ctx),
+            "unwatch" => self.on_unwatch(&event),
+            "command" => self.on_command(&event, ctx),
+            _ => self.ack_error(event.ack, "unknown_event"),
         }
     }
+
+    /// `watch {vehicle}`: join the vehicle's room (own vehicles only) and
+    /// answer with its presence and newest point.
+    fn on_watch(&mut self, event: &IncomingEvent, ctx: &mut Context<Self>) {
+        let ack = event.ack;
+        let Some(vehicle) = vehicle_arg(event) else {
+            return self.ack_error(ack, "invalid_payload");
+        };
+        if self.watching.contains_key(&vehicle) {
+            let hub = self.hub.clone();
+            ctx.spawn(
+                async move { watch_answer(&hub, vehicle).await }
+                    .into_actor(self)
+                    .map(move |answer, act, _ctx| act.ack(ack, &answer)),
+            );
+            return;
+        }
+        if self.watching.len() >= MAX_WATCHES {
+            return self.ack_error(ack, "too_many_watches");
+        }
+        let owner = self.check_owner(vehicle);
+        let rooms = self.hub.rooms.clone();
+        let member = self.socket.conn_id();
+        let conn = self.socket.conn().clone();
+        let hub = self.hub.clone();
+        ctx.spawn(
+            async move {
+                if !owner.await {
+                    return Err("forbidden");
+                }
+                let room = room::join(&rooms, RoomKey::Vehicle(vehicle), member, conn)
+                    .await
+                    .ok_or("unavailable")?;
+                Ok((room, watch_answer(&hub, vehicle).await))
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| match result {
+                Ok((room, answer)) => {
+                    act.owned.insert(vehicle);
+                    act.watching.insert(vehicle, room);
+                    act.ack(ack, &answer);
+                }
+                Err(code) => act.ack_error(ack, code),
+            }),
+        );
+    }
+
+    /// `unwatch {vehicle}`: leave the vehicle's room.
+    fn on_unwatch(&mut self, event: &IncomingEvent) {
+        let Some(vehicle) = vehicle_arg(event) else {
+            return self.ack_error(event.ack, "invalid_payload");
+        };
+        if let Some(room) = self.watching.remove(&vehicle) {
+            room::leave(&room, RoomKey::Vehicle(vehicle), self.socket.conn_id());
+        }
+        self.ack(event.ack, &json!({"ok": true}));
+    }
+
+    /// `command {vehicle, name, args}`: relay to the device wherever it is
+    /// connected (own vehicles only) and answer with its ack.
+    fn on_command(&mut self, event: &IncomingEvent, ctx: &mut Context<Self>) {
+        let ack = event.ack;
+        let arg = event.args.first().cloned().unwrap_or(Value::Null);
+        let (Some(vehicle), Some(name)) = (
+            vehicle_arg(event),
+            arg.get("name").and_then(Value::as_str).map(str::to_owned),
+        ) else {
+            return self.ack_error(ack, "invalid_payload");
+        };
+        if name.is_empty() || name.len() > 64 {
+            return self.ack_error(ack, "invalid_payload");
+        }
+        let args = arg.get("args").cloned().unwrap_or(Value::Null);
+        if args.to_string().len() > 16 * 1024 {
+            return self.ack_error(ack, "too_large");
+        }
+        let owner = self.check_owner(vehicle);
+        let hub = self.hub.clone();
+        let user_id = self.user_id;
+        ctx.spawn(
+            async move {
+                if !owner.await {
+                    return json!({"ok": false, "error": "forbidden"});
+                }
+                relay_command(&hub, vehicle, user_id, name, args).await
+            }
+            .into_actor(self)
+            .map(move |answer, act, _ctx| act.ack(ack, &answer)),
+        );
+    }
+}
+
+/// A user's command to `vehicle`'s device, wherever it is (`live.start`
+/// gets its publish URL filled in).
+async fn relay_command(hub: &Hub, vehicle: i64, user_id: i64, name: String, args: Value) -> Value {
+    let at = hub.device_node(vehicle).await;
+    if !at.is_online() {
+        return json!({"ok": false, "error": "offline"});
+    }
+    let args = if name == "live.start" {
+        match live_start_args(hub, vehicle, args).await {
+            Ok(args) => args,
+            Err(code) => return json!({"ok": false, "error": code}),
+        }
+    } else {
+        args
+    };
+    hub.command(at, vehicle, Some(user_id), name, args).await
 }
 
 /// The `watch` ack: `online` wherever the device is connected; `last`

@@ -7,7 +7,7 @@
 //! vehicle's room as soon as it is accepted, encoded once.
 //!
 //! A second connection of the same vehicle replaces the first, on this
-//! node or (with a cluster, see `cluster::presence`) on another: the old
+//! node or (with a cluster, see `crate::cluster::presence`) on another: the old
 //! session is told why (`session_replaced`) and closed. The vehicle is
 //! online while a session is registered, and goes offline when the last
 //! one ends (disconnect, or missed heartbeats).
@@ -173,6 +173,23 @@ pub struct DeviceSession {
     replaced: bool,
 }
 
+/// The two periodic reports a device sends.
+#[derive(Clone, Copy)]
+enum ReportKind {
+    Status,
+    Obd,
+}
+
+impl ReportKind {
+    /// The event name, on the device and on the app side.
+    fn event(self) -> &'static str {
+        match self {
+            ReportKind::Status => "status",
+            ReportKind::Obd => "obd",
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct LocOut<'a> {
     vehicle: i64,
@@ -250,115 +267,130 @@ impl DeviceSession {
             return self.ack_error(event.ack, "rate_limited");
         }
         let arg = event.args.first().unwrap_or(&Value::Null);
-        let vehicle_id = self.vehicle_id;
         match event.name.as_str() {
-            "loc" => {
-                let points = match validate::parse_loc(arg) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.hub.stats.rejected.fetch_add(1, Relaxed);
-                        return self.ack(event.ack, &e.ack());
-                    }
-                };
-                // Encode the fan-out frame once, before the points move.
-                let json = serde_json::to_vec(&LocOut {
-                    vehicle: vehicle_id,
-                    points: &points,
-                })
-                .unwrap_or_default();
-                let newest = points.iter().copied().max_by_key(|p| p.t);
-                let Some(rx) = self.submit(Job::Locations { vehicle_id, points }, event.ack) else {
-                    return;
-                };
-                if let Some(newest) = newest {
-                    self.hub.presence.set_location(vehicle_id, newest);
-                }
-                self.hub.stats.fanout_frames.fetch_add(1, Relaxed);
-                self.vehicle_room
-                    .publish(Frame::event("/app", "loc", &json).coalesce(vehicle_id as u64));
-                self.ack_after_commit(rx, event.ack, ctx, |_, stored| match stored {
-                    Stored::Locations { stored } => json!({"ok": true, "stored": stored}),
-                    _ => json!({"ok": true}),
-                });
-            }
-            "event" => {
-                let ev = match validate::parse_event(arg) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        self.hub.stats.rejected.fetch_add(1, Relaxed);
-                        return self.ack(event.ack, &e.ack());
-                    }
-                };
-                let Some(rx) = self.submit(
-                    Job::Event {
-                        vehicle_id,
-                        event: ev.clone(),
-                    },
-                    event.ack,
-                ) else {
-                    return;
-                };
-                self.ack_after_commit(rx, event.ack, ctx, move |act, stored| {
-                    // A resent event keeps its first id (`resent`) and goes
-                    // to the phones again: the first send's fan-out may
-                    // have died with its session; phones dedupe by id.
-                    let Stored::Event { id, .. } = stored else {
-                        return json!({"ok": true});
-                    };
-                    // Fan out with the id, to every app session of the owner.
-                    let mut out = serde_json::to_value(&ev).unwrap_or_else(|_| json!({}));
-                    if let Value::Object(map) = &mut out {
-                        map.insert("vehicle".into(), json!(act.vehicle_id));
-                        map.insert("id".into(), json!(id));
-                    }
-                    let frame = Frame::event("/app", "event", out.to_string().as_bytes());
-                    act.user_room.publish(frame);
-                    json!({"ok": true, "id": id})
-                });
-            }
-            "status" | "obd" => {
-                let is_status = event.name == "status";
-                let report = match if is_status {
-                    validate::parse_status(arg)
-                } else {
-                    validate::parse_obd(arg)
-                } {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.hub.stats.rejected.fetch_add(1, Relaxed);
-                        return self.ack(event.ack, &e.ack());
-                    }
-                };
-                let job = if is_status {
-                    Job::Status {
-                        vehicle_id,
-                        t: report.t,
-                        data: report.data,
-                    }
-                } else {
-                    Job::Obd {
-                        vehicle_id,
-                        t: report.t,
-                        data: report.data,
-                    }
-                };
-                let Some(rx) = self.submit(job, event.ack) else {
-                    return;
-                };
-                // The vehicle id is the hub's, whatever the device sent.
-                let mut out = arg.clone();
-                if let Value::Object(map) = &mut out {
-                    map.insert("vehicle".into(), json!(vehicle_id));
-                }
-                self.vehicle_room.publish(Frame::event(
-                    "/app",
-                    &event.name,
-                    out.to_string().as_bytes(),
-                ));
-                self.ack_after_commit(rx, event.ack, ctx, |_, _| json!({"ok": true}));
-            }
+            "loc" => self.on_loc(arg, event.ack, ctx),
+            "event" => self.on_device_event(arg, event.ack, ctx),
+            "status" => self.on_report(ReportKind::Status, arg, event.ack, ctx),
+            "obd" => self.on_report(ReportKind::Obd, arg, event.ack, ctx),
             _ => self.ack_error(event.ack, "unknown_event"),
         }
+    }
+
+    /// Answer a payload that failed validation.
+    fn reject(&self, ack: Option<u64>, e: validate::ValidationError) {
+        self.hub
+            .stats
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ack(ack, &e.ack());
+    }
+
+    /// `loc`: a batch of points, fanned out to the vehicle's room at once,
+    /// acked with the number stored after the commit.
+    fn on_loc(&mut self, arg: &Value, ack: Option<u64>, ctx: &mut Context<Self>) {
+        let vehicle_id = self.vehicle_id;
+        let points = match validate::parse_loc(arg) {
+            Ok(p) => p,
+            Err(e) => return self.reject(ack, e),
+        };
+        // Encode the fan-out frame once, before the points move.
+        let json = serde_json::to_vec(&LocOut {
+            vehicle: vehicle_id,
+            points: &points,
+        })
+        .unwrap_or_default();
+        let newest = points.iter().copied().max_by_key(|p| p.t);
+        let Some(rx) = self.submit(Job::Locations { vehicle_id, points }, ack) else {
+            return;
+        };
+        if let Some(newest) = newest {
+            self.hub.presence.set_location(vehicle_id, newest);
+        }
+        self.hub
+            .stats
+            .fanout_frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.vehicle_room
+            .publish(Frame::event("/app", "loc", &json).coalesce(vehicle_id as u64));
+        self.ack_after_commit(rx, ack, ctx, |_, stored| match stored {
+            Stored::Locations { stored } => json!({"ok": true, "stored": stored}),
+            _ => json!({"ok": true}),
+        });
+    }
+
+    /// `event`: stored first, then fanned out with its id to every app
+    /// session of the owner, and acked with the id.
+    fn on_device_event(&mut self, arg: &Value, ack: Option<u64>, ctx: &mut Context<Self>) {
+        let ev = match validate::parse_event(arg) {
+            Ok(e) => e,
+            Err(e) => return self.reject(ack, e),
+        };
+        let job = Job::Event {
+            vehicle_id: self.vehicle_id,
+            event: ev.clone(),
+        };
+        let Some(rx) = self.submit(job, ack) else {
+            return;
+        };
+        self.ack_after_commit(rx, ack, ctx, move |act, stored| {
+            // A resent event keeps its first id (`resent`) and goes to the
+            // phones again: the first send's fan-out may have died with its
+            // session; phones dedupe by id.
+            let Stored::Event { id, .. } = stored else {
+                return json!({"ok": true});
+            };
+            let mut out = serde_json::to_value(&ev).unwrap_or_else(|_| json!({}));
+            if let Value::Object(map) = &mut out {
+                map.insert("vehicle".into(), json!(act.vehicle_id));
+                map.insert("id".into(), json!(id));
+            }
+            let frame = Frame::event("/app", "event", out.to_string().as_bytes());
+            act.user_room.publish(frame);
+            json!({"ok": true, "id": id})
+        });
+    }
+
+    /// `status` and `obd`: stored, fanned out to the vehicle's room (with
+    /// the hub's vehicle id, whatever the device sent), acked after commit.
+    fn on_report(
+        &mut self,
+        kind: ReportKind,
+        arg: &Value,
+        ack: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
+        let vehicle_id = self.vehicle_id;
+        let parsed = match kind {
+            ReportKind::Status => validate::parse_status(arg),
+            ReportKind::Obd => validate::parse_obd(arg),
+        };
+        let report = match parsed {
+            Ok(r) => r,
+            Err(e) => return self.reject(ack, e),
+        };
+        let (t, data) = (report.t, report.data);
+        let job = match kind {
+            ReportKind::Status => Job::Status {
+                vehicle_id,
+                t,
+                data,
+            },
+            ReportKind::Obd => Job::Obd {
+                vehicle_id,
+                t,
+                data,
+            },
+        };
+        let Some(rx) = self.submit(job, ack) else {
+            return;
+        };
+        let mut out = arg.clone();
+        if let Value::Object(map) = &mut out {
+            map.insert("vehicle".into(), json!(vehicle_id));
+        }
+        let frame = Frame::event("/app", kind.event(), out.to_string().as_bytes());
+        self.vehicle_room.publish(frame);
+        self.ack_after_commit(rx, ack, ctx, |_, _| json!({"ok": true}));
     }
 
     fn log_connection(&self, kind: &'static str, reason: Option<String>) {
@@ -397,9 +429,10 @@ impl Actor for DeviceSession {
         if let Some(old) = previous {
             old.session.do_send(Replaced);
         }
-        if let Some(cluster) = &self.hub.cluster {
-            cluster.device_connected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
-        }
+        self.hub
+            .backends
+            .presence
+            .connected(self.vehicle_id, self.socket.conn_id(), self.owner_id);
         tracing::info!(
             vehicle_id = self.vehicle_id,
             owner_id = self.owner_id,
@@ -418,19 +451,15 @@ impl Actor for DeviceSession {
             .unregister(self.vehicle_id, self.socket.conn_id());
         // A session replaced by one on another node is not the last one.
         let offline = was_current && !self.replaced;
-        // With a cluster (and Redis reachable) the offline frame is
-        // published after the key's compare-and-delete, and only if the
-        // device is not held by another node by then.
-        let deferred = self.hub.cluster.as_ref().is_some_and(|c| c.redis_up());
-        if let Some(cluster) = &self.hub.cluster {
-            cluster.device_disconnected(
-                self.vehicle_id,
-                self.socket.conn_id(),
-                self.owner_id,
-                offline && deferred,
-            );
-        }
-        if offline && !deferred {
+        // The presence backend may announce the offline itself (with a
+        // cluster, once it knows no other node holds the device).
+        let announced = self.hub.backends.presence.disconnected(
+            self.vehicle_id,
+            self.socket.conn_id(),
+            self.owner_id,
+            offline,
+        );
+        if offline && !announced {
             self.user_room.publish(self.presence_frame(false));
         }
         self.user_room.addr.do_send(DetachPublisher);

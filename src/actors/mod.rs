@@ -8,6 +8,9 @@
 //! - [`room`]: `Room` actors per `vehicle:{id}` and `user:{id}`, and the
 //!   `RoomSupervisor` that creates and forgets them.
 //! - [`presence`]: which vehicles are online here, and their latest state.
+//! - [`devices`]: where a device is in the cluster, commands and
+//!   revocations wherever it is, and the hooks the cluster backends
+//!   (`crate::cluster`, below the hub) hand their events up through.
 //!
 //! What goes where: `loc`, `status` and `obd` go to the vehicle's room
 //! (its watchers); `event` and `presence` go to the owner's user room
@@ -16,6 +19,7 @@
 
 pub mod app;
 pub mod device;
+pub mod devices;
 pub mod presence;
 pub mod room;
 
@@ -31,6 +35,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::ingest::IngestWriter;
 use crate::socketio::{EngineConfig, SocketIo};
+pub use devices::DeviceNode;
 pub use presence::Presence;
 pub use room::{RoomKey, RoomSupervisor};
 
@@ -57,8 +62,10 @@ pub struct Hub {
     pub stats: HubStats,
     /// Live-video data usage and the plans' live minutes.
     pub usage: std::sync::Arc<crate::media::usage::Usage>,
-    /// The other nodes (None on a single node).
+    /// The other nodes (None on a single node): identity, secret, stats.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Presence and control across nodes (in process on a single node).
+    pub backends: crate::cluster::Backends,
     app_sessions: Mutex<HashMap<i64, u32>>,
     next_command: AtomicU64,
 }
@@ -79,6 +86,7 @@ impl Hub {
             ingest,
             jwt,
             rooms,
+            backends: crate::cluster::Backends::new(cluster.as_ref()),
             cluster,
             presence: Presence::default(),
             stats: HubStats::default(),
@@ -112,17 +120,6 @@ impl Hub {
         }
     }
 
-    /// End the device session of `vehicle` (token rotated, vehicle
-    /// deleted): the device is told why and disconnected, on whichever
-    /// node it is connected.
-    pub fn revoke_device(&self, vehicle: i64, why: &'static str) {
-        if let Some(entry) = self.presence.device(vehicle) {
-            entry.session.do_send(device::Revoked(why.into()));
-        } else if let Some(cluster) = &self.cluster {
-            cluster.revoke_remote(vehicle, why);
-        }
-    }
-
     pub(crate) fn next_command_id(&self) -> u64 {
         self.next_command.fetch_add(1, Ordering::Relaxed)
     }
@@ -144,6 +141,14 @@ impl Hub {
             ..EngineConfig::default()
         }
     }
+}
+
+/// Start the cluster backends (nothing to start on a single node), with
+/// the hub as the receiver of their events. Call once, inside the node's
+/// runtime, before any command is sent.
+pub fn start_backends(hub: &std::sync::Arc<Hub>) {
+    let local: std::sync::Arc<dyn crate::cluster::LocalDevices> = hub.clone();
+    hub.backends.start(local);
 }
 
 /// The Socket.IO server of the hub, with its `/device` and `/app`

@@ -1,7 +1,7 @@
 //! The bus: joins the rooms of many nodes.
 //!
 //! A room publishes an already-encoded wire frame (`bytes::Bytes`, see
-//! `socketio::frame`) on a topic named after its [`RoomKey`]
+//! `socketio::frame`) on a topic named after its room key
 //! (`vehicle:{id}`, `user:{id}`); every node with local members of that room
 //! subscribes to the topic and hands each frame to its own members. Frames
 //! are encoded once on the publishing node and never re-encoded on the way.
@@ -34,8 +34,6 @@
 //!
 //! The frame is the room's encoded wire frame, unchanged. Decoding is
 //! zero-copy: origin and frame are slices of the payload Redis delivered.
-//!
-//! [`RoomKey`]: crate::actors::room::RoomKey
 
 mod local;
 mod redis;

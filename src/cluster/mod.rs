@@ -1,15 +1,31 @@
-//! What joins the nodes of a cluster (`redis.url` or `redis.cluster_nodes`
-//! set): the [`Bus`] for room frames and node-to-node messages, a Redis
-//! command connection ([`RedisConn`]) for shared state (device presence,
-//! the live-stream registry), this node's identity and the cluster secret
-//! nodes present to each other.
+//! The backends below the hub that join the nodes of a cluster, one
+//! interface per concept and one file per backend (in process: the single
+//! node default; Redis: many nodes):
 //!
-//! A single node has no [`Cluster`] at all (`Hub::cluster` is `None`): no
-//! Redis, no bus hop.
+//! - [`DevicePresence`] ([`presence`]): which node holds each device
+//!   session, node liveness, reaping dead nodes' devices
+//!   ([`MemoryPresence`], [`RedisPresence`]).
+//! - [`NodeControl`] ([`control`]): node-to-node `cmd`/`reply`/`emit`/
+//!   `revoke`/`kick` ([`MemoryControl`], [`RedisControl`]).
+//! - [`LocalDevices`] ([`devices`]): what the hub registers with the
+//!   backends ([`Backends::start`]) so they can hand events up (a remote
+//!   command for a device here, a kick, a reaped node's devices going
+//!   offline) without knowing the hub.
+//!
+//! With `redis.url` or `redis.cluster_nodes` set, a [`Cluster`] holds what
+//! the Redis backends share: the [`Bus`] for room frames and node-to-node
+//! messages, a Redis command connection ([`RedisConn`]) for shared state
+//! (device presence, the live-stream registry), this node's identity and
+//! the cluster secret nodes present to each other. A single node has no
+//! [`Cluster`] (`Hub::cluster` is `None`): no Redis, no bus hop.
 
 pub mod control;
-pub mod hub;
+mod control_memory;
+mod control_redis;
+pub mod devices;
 pub mod presence;
+mod presence_memory;
+mod presence_redis;
 pub mod redis_conn;
 
 use std::sync::Arc;
@@ -20,7 +36,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bus::{Bus, BusStatus, RedisBus, RedisTarget};
 use crate::config::Config;
-pub use hub::DeviceNode;
+pub use control::NodeControl;
+pub use control_memory::MemoryControl;
+pub use control_redis::RedisControl;
+pub use devices::{LocalDevice, LocalDevices};
+pub use presence::{DevicePresence, PresenceError};
+pub use presence_memory::MemoryPresence;
+pub use presence_redis::RedisPresence;
 pub use redis_conn::RedisConn;
 
 /// Header carrying the cluster secret on node-to-node HTTP requests.
@@ -65,8 +87,6 @@ pub struct Cluster {
     /// answers `/readyz` 503 `node_id_in_use`.
     pub node_id_in_use: std::sync::atomic::AtomicBool,
     pub stats: ClusterStats,
-    presence: presence::Presence,
-    control: control::Control,
     secret: String,
 }
 
@@ -131,8 +151,6 @@ impl Cluster {
             started_ms: crate::util::now_ms(),
             node_id_in_use: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
-            presence: presence::Presence::new(),
-            control: control::Control::default(),
             secret,
         })))
     }
@@ -150,5 +168,37 @@ impl Cluster {
     /// Whether Redis is reachable (the bus's view).
     pub fn redis_up(&self) -> bool {
         self.bus.status() != BusStatus::Disconnected
+    }
+}
+
+/// The cluster backends the hub uses: in process without a [`Cluster`],
+/// Redis with one.
+#[derive(Clone)]
+pub struct Backends {
+    pub presence: Arc<dyn DevicePresence>,
+    pub control: Arc<dyn NodeControl>,
+}
+
+impl Backends {
+    /// The backends for `cluster` (in process when `None`).
+    pub fn new(cluster: Option<&Arc<Cluster>>) -> Self {
+        match cluster {
+            None => Self {
+                presence: Arc::new(MemoryPresence),
+                control: Arc::new(MemoryControl),
+            },
+            Some(c) => Self {
+                presence: Arc::new(RedisPresence::new(c.clone())),
+                control: Arc::new(RedisControl::new(c.clone())),
+            },
+        }
+    }
+
+    /// Start the backends' background work, handing events up to `local`.
+    /// Call once, inside the node's runtime, before any command is sent
+    /// (so replies find the control subscription).
+    pub fn start(&self, local: Arc<dyn LocalDevices>) {
+        self.control.clone().start(local.clone());
+        self.presence.clone().start(local);
     }
 }

@@ -12,6 +12,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::account::{check_password, check_user_name, normalize_email};
 use crate::auth::password;
 use crate::db::queries::tokens::{self, Issued, Rotation};
 use crate::db::queries::users;
@@ -27,11 +28,6 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
 }
-
-/// Longest password accepted (argon2 takes any length; this bounds work).
-const MAX_PASSWORD_LEN: usize = 1024;
-const MAX_EMAIL_LEN: usize = 254;
-const MAX_NAME_LEN: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,52 +51,6 @@ struct RefreshBody {
     refresh_token: String,
 }
 
-/// Trim and lowercase an email and check its syntax.
-pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_lowercase();
-    if email.len() > MAX_EMAIL_LEN
-        || !email_address::EmailAddress::is_valid(&email)
-        || !email.contains('.')
-    {
-        return Err(ApiError::invalid(
-            "invalid_email",
-            "the email address is not valid",
-        ));
-    }
-    Ok(email)
-}
-
-/// Check a new password's length (in characters).
-pub fn check_password(password: &str, min_len: usize) -> Result<(), ApiError> {
-    let len = password.chars().count();
-    if len < min_len {
-        return Err(ApiError::invalid(
-            "password_too_short",
-            format!("the password must have at least {min_len} characters"),
-        ));
-    }
-    if password.len() > MAX_PASSWORD_LEN {
-        return Err(ApiError::invalid(
-            "password_too_long",
-            format!("the password must have at most {MAX_PASSWORD_LEN} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_name(name: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(name) = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) else {
-        return Ok(None);
-    };
-    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            format!("the name must be at most {MAX_NAME_LEN} printable characters"),
-        ));
-    }
-    Ok(Some(name))
-}
-
 fn rate_limit(state: &AppState, ip: ClientIp, account: &str) -> Result<(), ApiError> {
     state
         .auth_limiter
@@ -116,7 +66,7 @@ async fn register(
     rate_limit(&state, ip, body.email.trim())?;
     let email = normalize_email(&body.email)?;
     check_password(&body.password, state.config.auth.min_password_len)?;
-    let name = check_name(body.name)?;
+    let name = check_user_name(body.name)?;
     let hash = password::hash(body.password).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");
         ApiError::internal()
@@ -282,37 +232,4 @@ async fn logout(
         .run(move |conn| tokens::revoke_family_of(conn, &hash))
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            normalize_email("  Ann@Example.COM ").unwrap(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@@example.com",
-            "a b@example.com",
-            "ann@localhost",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
-        assert!(normalize_email(&format!("{}@example.com", "a".repeat(250))).is_err());
-    }
-
-    #[test]
-    fn passwords_are_length_checked() {
-        assert!(check_password("1234567", 8).is_err());
-        assert!(check_password("12345678", 8).is_ok());
-        assert!(check_password("éééééééé", 8).is_ok());
-        assert!(check_password(&"x".repeat(2000), 8).is_err());
-    }
 }

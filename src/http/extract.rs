@@ -2,7 +2,7 @@
 //! JSON bodies (400 malformed, 413 too large, 422 wrong fields), path ids,
 //! the authenticated user, and the client address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -113,9 +113,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The TCP peer of a connection, set by the server on every request.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub use crate::util::PeerAddr;
 
 /// The client's address: the TCP peer, or with `http.trust_forwarded_for`
 /// the last `X-Forwarded-For` entry (the one our own proxy appended).

@@ -57,8 +57,7 @@ async fn remove(
         return Err(gone());
     }
     for id in vehicle_ids {
-        state.hub.revoke_device(id, "the account was deleted");
-        state.hub.presence.forget(id);
+        state.hub.vehicle_removed(id, "the account was deleted");
     }
     tracing::info!(user_id = user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)

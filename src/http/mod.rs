@@ -167,3 +167,10 @@ fn cors_layer(config: &Config) -> Option<CorsLayer> {
             .max_age(std::time::Duration::from_secs(3600)),
     )
 }
+
+/// A broken account rule is the client's to fix: 422 with the rule's code.
+impl From<crate::auth::account::AccountError> for ApiError {
+    fn from(e: crate::auth::account::AccountError) -> Self {
+        ApiError::invalid(e.code(), e.to_string())
+    }
+}

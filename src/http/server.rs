@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::http::extract::PeerAddr;
+use crate::util::PeerAddr;
 
 /// How the server runs.
 #[derive(Debug, Clone, Copy)]

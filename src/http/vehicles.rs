@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::account::{DeviceToken, check_serial, check_vehicle_name};
 use crate::db::models::{Location, Vehicle};
 use crate::db::queries::vehicles;
 use crate::error::ApiError;
@@ -21,7 +22,6 @@ use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id, Json};
 use crate::http::history::PointOut;
 use crate::ingest::validate::Point;
-use crate::util::{random_token, sha256_hex};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,9 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/vehicles/{id}", get(show).patch(update).delete(remove))
         .route("/vehicles/{id}/device-token", post(rotate_token))
 }
-
-const MAX_SERIAL_LEN: usize = 64;
-const MAX_NAME_LEN: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,38 +42,6 @@ struct CreateBody {
 struct UpdateBody {
     #[serde(default)]
     name: Option<String>,
-}
-
-/// A serial: 1..=64 of `A-Z a-z 0-9 . _ : -`.
-pub fn check_serial(raw: &str) -> Result<String, ApiError> {
-    let serial = raw.trim();
-    if serial.is_empty()
-        || serial.len() > MAX_SERIAL_LEN
-        || !serial
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-    {
-        return Err(ApiError::invalid(
-            "invalid_serial",
-            format!(
-                "the serial must be 1 to {MAX_SERIAL_LEN} letters, digits, '.', '_', ':' or '-'"
-            ),
-        ));
-    }
-    Ok(serial.to_string())
-}
-
-/// A vehicle name: 1..=100 printable characters.
-pub fn check_vehicle_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            format!("the name must be 1 to {MAX_NAME_LEN} printable characters"),
-        ));
-    }
-    Ok(name.to_string())
 }
 
 /// A vehicle as the API shows it: `online` as the hub sees it (any node
@@ -139,8 +104,7 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let name = check_vehicle_name(&body.name)?;
     let serial = check_serial(&body.serial)?;
-    let token = random_token("dt_", 32);
-    let hash = sha256_hex(&token);
+    let DeviceToken { token, hash } = DeviceToken::mint();
     let created = state
         .db
         .run(move |conn| vehicles::create(conn, user.id, &serial, &name, &hash))
@@ -223,8 +187,7 @@ async fn remove(
     if !deleted {
         return Err(not_found());
     }
-    state.hub.revoke_device(id, "the vehicle was deleted");
-    state.hub.presence.forget(id);
+    state.hub.vehicle_removed(id, "the vehicle was deleted");
     tracing::info!(user_id = user.id, vehicle_id = id, "vehicle deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -234,8 +197,7 @@ async fn rotate_token(
     user: AuthUser,
     Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
-    let token = random_token("dt_", 32);
-    let hash = sha256_hex(&token);
+    let DeviceToken { token, hash } = DeviceToken::mint();
     let done = state
         .db
         .run(move |conn| vehicles::set_token_hash(conn, user.id, id, &hash))
@@ -246,21 +208,4 @@ async fn rotate_token(
     state.hub.revoke_device(id, "the device token was rotated");
     tracing::info!(user_id = user.id, vehicle_id = id, "device token rotated");
     Ok(axum::Json(json!({"id": id, "device_token": token})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serials_and_names_are_checked() {
-        assert_eq!(check_serial(" BB-0001 ").unwrap(), "BB-0001");
-        for bad in ["", " ", "a b", "x/y", "ü", &"s".repeat(65)] {
-            assert!(check_serial(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(check_vehicle_name(" Family car ").unwrap(), "Family car");
-        assert!(check_vehicle_name("").is_err());
-        assert!(check_vehicle_name("a\u{0}b").is_err());
-        assert!(check_vehicle_name(&"n".repeat(101)).is_err());
-    }
 }

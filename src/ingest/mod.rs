@@ -13,7 +13,7 @@
 //!
 //! The writer's batching, durability and busy policy are described in
 //! `docs/INGEST.md`. Reading history back is [`crate::db::queries::telemetry`]
-//! and [`crate::http::history`].
+//! (served by the REST history routes).
 //!
 //! A device session's `loc` handler, in short:
 //!

@@ -54,7 +54,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
-use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio::sync::oneshot;
 
@@ -63,21 +62,10 @@ use crate::db::models::{
     NewCommandLogEntry, NewConnectionLogEntry, NewEvent, NewLocation, NewObdRecord,
     NewStatusSnapshot,
 };
-use crate::db::schema::{
-    command_log, connection_log, events, locations, obd_records, status_snapshots, vehicles,
-};
+use crate::db::queries::ingest as ingest_sql;
 use crate::db::{Backend, Db, DbConn, DbError};
 use crate::ingest::validate::{EventIn, Point};
 use crate::util::now_ms;
-
-/// Most bind parameters in one statement: SQLite's limit (PostgreSQL's is
-/// 65,535).
-const MAX_BIND_PARAMS: usize = 32_766;
-
-/// Rows of the largest SQLite location statement (7 parameters a row);
-/// the rest of a batch goes in pieces of 256, ..., 1 rows, so it must be
-/// 512 for the pieces to cover any remainder.
-const LOCATION_CHUNK: usize = 512;
 
 /// A batch slower than this is logged as a warning.
 const SLOW_BATCH: Duration = Duration::from_secs(1);
@@ -771,252 +759,148 @@ fn classify(e: &DbError) -> WriteError {
     }
 }
 
-/// Inserting a batch of locations, `ON CONFLICT (vehicle_id, t) DO
-/// NOTHING`, the fastest way each backend offers.
-trait InsertLocations {
-    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()>;
-}
-
-/// SQLite: only fixed-size statements, each prepared once per connection
-/// and reused (arrays have a static query id; a statement of a size seen
-/// for the first time would be parsed and planned at every commit): full
-/// chunks of [`LOCATION_CHUNK`] rows, then the remainder in pieces of 256,
-/// 128, ..., 1 rows (at most nine statements).
-impl InsertLocations for diesel::SqliteConnection {
-    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
-        fn insert<const N: usize>(
-            c: &mut diesel::SqliteConnection,
-            rows: &[NewLocation],
-        ) -> QueryResult<()> {
-            let chunk: &[NewLocation; N] = rows.try_into().map_err(|_| {
-                DieselError::QueryBuilderError("location chunk of the wrong size".into())
-            })?;
-            diesel::insert_into(locations::table)
-                .values(chunk)
-                .on_conflict((locations::vehicle_id, locations::t))
-                .do_nothing()
-                .execute(c)?;
-            Ok(())
-        }
-        let mut rest = rows;
-        while rest.len() >= LOCATION_CHUNK {
-            let (chunk, tail) = rest.split_at(LOCATION_CHUNK);
-            insert::<LOCATION_CHUNK>(self, chunk)?;
-            rest = tail;
-        }
-        macro_rules! pieces {
-            ($($n:literal),*) => {$(
-                if rest.len() >= $n {
-                    let (chunk, tail) = rest.split_at($n);
-                    insert::<$n>(self, chunk)?;
-                    rest = tail;
-                }
-            )*};
-        }
-        pieces!(256, 128, 64, 32, 16, 8, 4, 2, 1);
-        debug_assert!(rest.is_empty());
-        Ok(())
-    }
-}
-
-/// PostgreSQL: one statement per batch, whatever its size: seven arrays
-/// bound and unnested (`INSERT ... SELECT * FROM UNNEST($1, ..., $7)`),
-/// prepared once per connection. Much cheaper to parse and plan than
-/// thousands of `VALUES` rows.
-impl InsertLocations for diesel::PgConnection {
-    fn insert_locations(&mut self, rows: &[NewLocation]) -> QueryResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let columns = UnnestLocations {
-            vehicle_id: rows.iter().map(|r| r.vehicle_id).collect(),
-            t: rows.iter().map(|r| r.t).collect(),
-            lat: rows.iter().map(|r| r.lat).collect(),
-            lon: rows.iter().map(|r| r.lon).collect(),
-            speed: rows.iter().map(|r| r.speed).collect(),
-            heading: rows.iter().map(|r| r.heading).collect(),
-            altitude: rows.iter().map(|r| r.altitude).collect(),
-        };
-        columns.execute(self)?;
-        Ok(())
-    }
-}
-
-/// `INSERT INTO locations (...) SELECT * FROM UNNEST($1, ..., $7) ON
-/// CONFLICT (vehicle_id, t) DO NOTHING`, with one array per column.
-struct UnnestLocations {
-    vehicle_id: Vec<i64>,
-    t: Vec<i64>,
-    lat: Vec<f64>,
-    lon: Vec<f64>,
-    speed: Vec<Option<f64>>,
-    heading: Vec<Option<f64>>,
-    altitude: Vec<Option<f64>>,
-}
-
-impl diesel::query_builder::QueryId for UnnestLocations {
-    type QueryId = Self;
-    // The SQL text never changes: diesel prepares it once per connection.
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for UnnestLocations {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Double, Nullable};
-        out.push_sql(
-            "INSERT INTO locations (vehicle_id, t, lat, lon, speed, heading, altitude) \
-             SELECT * FROM UNNEST(",
-        );
-        out.push_bind_param::<Array<BigInt>, _>(&self.vehicle_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&self.t)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Double>, _>(&self.lat)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Double>, _>(&self.lon)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.speed)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.heading)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.altitude)?;
-        out.push_sql(") ON CONFLICT (vehicle_id, t) DO NOTHING");
-        Ok(())
-    }
-}
-
-impl RunQueryDsl<diesel::PgConnection> for UnnestLocations {}
-
-/// Insert `$rows` (a slice of `New...` rows of `$table`, `$cols` columns
-/// each) in as few statements as the bind-parameter limit allows.
-macro_rules! insert_many {
-    ($c:expr, $table:expr, $rows:expr, $cols:expr) => {{
-        for chunk in $rows.chunks(MAX_BIND_PARAMS / $cols) {
-            diesel::insert_into($table).values(chunk).execute($c)?;
-        }
-    }};
-}
-
-/// Insert the rows of `$rows` (status or OBD reports, `Copy`) that the
-/// report table `$table` does not hold yet: a row with the same vehicle, `t`
-/// and `data` text is a resend. One lookup per row, always the same
-/// statement (prepared once per connection), through the `(vehicle_id, t)`
-/// index; none when there are no rows.
-macro_rules! insert_new_reports {
-    ($c:expr, $table:ident, $rows:expr) => {{
-        let mut fresh = Vec::with_capacity($rows.len());
-        for row in &$rows {
-            let resent: bool = diesel::select(diesel::dsl::exists(
-                $table::table
-                    .filter($table::vehicle_id.eq(row.vehicle_id))
-                    .filter($table::t.eq(row.t))
-                    .filter($table::data.eq(row.data)),
-            ))
-            .get_result($c)?;
-            if !resent {
-                fresh.push(*row);
-            }
-        }
-        insert_many!($c, $table::table, fresh, 4);
-    }};
-}
-
 /// Write `jobs` in one write transaction; one [`Stored`] per job, in order.
 fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> {
-    let received_at = now_ms();
-    let mut locs: Vec<NewLocation> = Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum());
-    let mut statuses: Vec<NewStatusSnapshot<'_>> = Vec::new();
-    let mut obds: Vec<NewObdRecord<'_>> = Vec::new();
-    // (vehicle_id, t, data) of the reports already in this batch: the same
-    // report twice in one batch is stored once.
-    let mut batch_statuses: HashSet<(i64, i64, &str)> = HashSet::new();
-    let mut batch_obds: HashSet<(i64, i64, &str)> = HashSet::new();
-    let mut connections: Vec<NewConnectionLogEntry<'_>> = Vec::new();
-    let mut commands: Vec<NewCommandLogEntry<'_>> = Vec::new();
-    let mut new_events: Vec<(usize, NewEvent<'_>)> = Vec::new();
-    let mut metas: Vec<Option<String>> = Vec::new();
-    let mut last_seen: Vec<(i64, i64)> = Vec::new();
-    let mut stored: Vec<Stored> = Vec::with_capacity(jobs.len());
-
     // Serialize event metas first: the rows borrow them.
-    for job in jobs {
-        if let Job::Event { event, .. } = job {
-            metas.push(match &event.meta {
-                Some(meta) => {
-                    Some(serde_json::to_string(meta).map_err(|e| {
-                        DbError::Query(DieselError::SerializationError(Box::new(e)))
-                    })?)
-                }
-                None => None,
-            });
-        }
-    }
+    let metas = event_metas(jobs)?;
+    let mut rows = BatchRows::new(jobs, now_ms());
     let mut meta_iter = metas.iter();
     for (index, job) in jobs.iter().enumerate() {
-        match job {
+        let meta = match job {
+            Job::Event { .. } => meta_iter.next().and_then(Option::as_deref),
+            _ => None,
+        };
+        rows.add(index, job, meta);
+    }
+    let BatchRows {
+        batch, mut stored, ..
+    } = rows;
+    for event in ingest_sql::write_batch(conn, &batch)? {
+        if let Some(slot) = stored.get_mut(event.index) {
+            *slot = Stored::Event {
+                id: event.id,
+                resent: event.resent,
+            };
+        }
+    }
+    Ok(stored)
+}
+
+/// The `meta` of each event job, as JSON text, in job order.
+fn event_metas(jobs: &[&Job]) -> Result<Vec<Option<String>>, DbError> {
+    let mut metas = Vec::new();
+    for job in jobs {
+        if let Job::Event { event, .. } = job {
+            let meta =
+                match &event.meta {
+                    Some(meta) => Some(serde_json::to_string(meta).map_err(|e| {
+                        DbError::Query(DieselError::SerializationError(Box::new(e)))
+                    })?),
+                    None => None,
+                };
+            metas.push(meta);
+        }
+    }
+    Ok(metas)
+}
+
+/// The rows of a batch being built from its jobs, and what each job will
+/// answer.
+struct BatchRows<'a> {
+    batch: ingest_sql::Batch<'a>,
+    stored: Vec<Stored>,
+    received_at: i64,
+    /// (vehicle_id, t, data) of the reports already in this batch: the
+    /// same report twice in one batch is stored once.
+    seen_statuses: HashSet<(i64, i64, &'a str)>,
+    seen_obds: HashSet<(i64, i64, &'a str)>,
+}
+
+impl<'a> BatchRows<'a> {
+    fn new(jobs: &[&Job], received_at: i64) -> Self {
+        let batch = ingest_sql::Batch {
+            locations: Vec::with_capacity(jobs.iter().map(|j| j.rows()).sum()),
+            ..Default::default()
+        };
+        Self {
+            batch,
+            stored: Vec::with_capacity(jobs.len()),
+            received_at,
+            seen_statuses: HashSet::new(),
+            seen_obds: HashSet::new(),
+        }
+    }
+
+    /// Add the rows of job `index` (`meta`: an event's serialized meta).
+    fn add(&mut self, index: usize, job: &'a Job, meta: Option<&'a str>) {
+        let received_at = self.received_at;
+        let answer = match job {
             Job::Locations { vehicle_id, points } => {
-                locs.extend(points.iter().map(|p| NewLocation {
-                    vehicle_id: *vehicle_id,
-                    t: p.t,
-                    lat: p.lat,
-                    lon: p.lon,
-                    speed: p.spd,
-                    heading: p.hdg,
-                    altitude: p.alt,
-                }));
-                stored.push(Stored::Locations {
+                self.add_locations(*vehicle_id, points);
+                Stored::Locations {
                     stored: points.len(),
-                });
+                }
             }
             Job::Event { vehicle_id, event } => {
-                let meta = meta_iter.next().and_then(Option::as_deref);
-                new_events.push((
-                    index,
-                    NewEvent {
-                        vehicle_id: *vehicle_id,
-                        kind: &event.kind,
-                        t: event.t,
-                        lat: event.lat,
-                        lon: event.lon,
-                        meta,
-                        received_at,
-                    },
-                ));
-                stored.push(Stored::Done); // replaced by the id below
+                let row = event_row(*vehicle_id, event, meta, received_at);
+                self.batch.events.push((index, row));
+                Stored::Done // replaced by the id once written
             }
             Job::Status {
                 vehicle_id,
                 t,
                 data,
             } => {
-                if batch_statuses.insert((*vehicle_id, *t, data.as_str())) {
-                    statuses.push(NewStatusSnapshot {
+                if self.seen_statuses.insert((*vehicle_id, *t, data.as_str())) {
+                    self.batch.statuses.push(NewStatusSnapshot {
                         vehicle_id: *vehicle_id,
                         t: *t,
                         data,
                         received_at,
                     });
                 }
-                stored.push(Stored::Done);
+                Stored::Done
             }
             Job::Obd {
                 vehicle_id,
                 t,
                 data,
             } => {
-                if batch_obds.insert((*vehicle_id, *t, data.as_str())) {
-                    obds.push(NewObdRecord {
+                if self.seen_obds.insert((*vehicle_id, *t, data.as_str())) {
+                    self.batch.obds.push(NewObdRecord {
                         vehicle_id: *vehicle_id,
                         t: *t,
                         data,
                         received_at,
                     });
                 }
-                stored.push(Stored::Done);
+                Stored::Done
             }
+            Job::Connection { .. } | Job::Command { .. } | Job::LastSeen { .. } => {
+                self.add_log(job);
+                Stored::Done
+            }
+        };
+        self.stored.push(answer);
+    }
+
+    fn add_locations(&mut self, vehicle_id: i64, points: &[Point]) {
+        self.batch
+            .locations
+            .extend(points.iter().map(|p| NewLocation {
+                vehicle_id,
+                t: p.t,
+                lat: p.lat,
+                lon: p.lon,
+                speed: p.spd,
+                heading: p.hdg,
+                altitude: p.alt,
+            }));
+    }
+
+    /// The connection and command logs, and `last_seen_at`.
+    fn add_log(&mut self, job: &'a Job) {
+        match job {
             Job::Connection {
                 vehicle_id,
                 node_id,
@@ -1024,17 +908,14 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
                 kind,
                 reason,
                 t,
-            } => {
-                connections.push(NewConnectionLogEntry {
-                    vehicle_id: *vehicle_id,
-                    node_id,
-                    remote_addr: remote_addr.as_deref(),
-                    kind,
-                    reason: reason.as_deref(),
-                    t: *t,
-                });
-                stored.push(Stored::Done);
-            }
+            } => self.batch.connections.push(NewConnectionLogEntry {
+                vehicle_id: *vehicle_id,
+                node_id,
+                remote_addr: remote_addr.as_deref(),
+                kind,
+                reason: reason.as_deref(),
+                t: *t,
+            }),
             Job::Command {
                 vehicle_id,
                 user_id,
@@ -1044,79 +925,41 @@ fn write_jobs(conn: &mut DbConn, jobs: &[&Job]) -> Result<Vec<Stored>, DbError> 
                 result,
                 created_at,
                 completed_at,
-            } => {
-                commands.push(NewCommandLogEntry {
-                    vehicle_id: *vehicle_id,
-                    user_id: *user_id,
-                    name,
-                    args,
-                    status,
-                    result: result.as_deref(),
-                    created_at: *created_at,
-                    completed_at: *completed_at,
-                });
-                stored.push(Stored::Done);
-            }
+            } => self.batch.commands.push(NewCommandLogEntry {
+                vehicle_id: *vehicle_id,
+                user_id: *user_id,
+                name,
+                args,
+                status,
+                result: result.as_deref(),
+                created_at: *created_at,
+                completed_at: *completed_at,
+            }),
             Job::LastSeen { vehicle_id, t } => {
+                let last_seen = &mut self.batch.last_seen;
                 match last_seen.iter_mut().find(|(v, _)| v == vehicle_id) {
                     Some((_, latest)) => *latest = (*latest).max(*t),
                     None => last_seen.push((*vehicle_id, *t)),
                 }
-                stored.push(Stored::Done);
             }
+            _ => {}
         }
     }
+}
 
-    let event_ids: Vec<(usize, i64, bool)> = crate::db_write_tx!(conn, |c| {
-        InsertLocations::insert_locations(c, &locs)?;
-        // A resent report (the device missed the ack) is stored once.
-        insert_new_reports!(c, status_snapshots, statuses);
-        insert_new_reports!(c, obd_records, obds);
-        insert_many!(c, connection_log::table, connections, 6);
-        insert_many!(c, command_log::table, commands, 8);
-        let mut ids = Vec::with_capacity(new_events.len());
-        for (index, row) in &new_events {
-            // A resend (the device missed the ack) is the same event: same
-            // vehicle, type, time, position and meta (the (vehicle_id, t)
-            // index finds the candidates; there are almost never any).
-            type Candidate = (i64, Option<f64>, Option<f64>, Option<String>);
-            let candidates: Vec<Candidate> = events::table
-                .filter(events::vehicle_id.eq(row.vehicle_id))
-                .filter(events::t.eq(row.t))
-                .filter(events::kind.eq(row.kind))
-                .select((events::id, events::lat, events::lon, events::meta))
-                .order(events::id.asc())
-                .load(c)?;
-            let existing = candidates.into_iter().find_map(|(id, lat, lon, meta)| {
-                (lat == row.lat && lon == row.lon && meta.as_deref() == row.meta).then_some(id)
-            });
-            if let Some(id) = existing {
-                ids.push((*index, id, true));
-                continue;
-            }
-            let id: i64 = diesel::insert_into(events::table)
-                .values(row)
-                .returning(events::id)
-                .get_result(c)?;
-            ids.push((*index, id, false));
-        }
-        for (vehicle_id, t) in &last_seen {
-            diesel::update(
-                vehicles::table.filter(vehicles::id.eq(vehicle_id)).filter(
-                    vehicles::last_seen_at
-                        .is_null()
-                        .or(vehicles::last_seen_at.lt(t)),
-                ),
-            )
-            .set(vehicles::last_seen_at.eq(t))
-            .execute(c)?;
-        }
-        Ok::<_, DieselError>(ids)
-    })?;
-    for (index, id, resent) in event_ids {
-        if let Some(slot) = stored.get_mut(index) {
-            *slot = Stored::Event { id, resent };
-        }
+fn event_row<'a>(
+    vehicle_id: i64,
+    event: &'a EventIn,
+    meta: Option<&'a str>,
+    received_at: i64,
+) -> NewEvent<'a> {
+    NewEvent {
+        vehicle_id,
+        kind: &event.kind,
+        t: event.t,
+        lat: event.lat,
+        lon: event.lon,
+        meta,
+        received_at,
     }
-    Ok(stored)
 }

@@ -10,10 +10,8 @@
 //! - [`frame`]: packets encoded once and shared by every recipient.
 //! - [`transport`]: the HTTP entry (handshake, polling, WebSocket upgrade).
 //! - [`server`]: configuration, namespaces and socket handles.
-//! - [`echo`]: the echo server the protocol test suites run against.
 
 pub mod conn;
-pub mod echo;
 pub mod engine_packet;
 pub mod frame;
 pub mod packet;

@@ -25,7 +25,7 @@ use super::conn::{
 };
 use super::engine_packet::decode_payload;
 use super::server::{DisconnectReason, SocketIo};
-use crate::http::extract::PeerAddr;
+use crate::util::PeerAddr;
 
 /// Most packets one POST may carry.
 const MAX_PACKETS_PER_POST: usize = 1000;

@@ -24,19 +24,19 @@ pub struct SioServer {
 }
 
 impl SioServer {
-    /// Serve `app` (e.g. [`roadhub::socketio::echo::app`]).
+    /// Serve `app` (e.g. [`crate::common::echo::app`]).
     pub fn start(app: axum::Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         // Connections wait in the backlog until the workers accept them.
-        std::thread::spawn(move || roadhub::socketio::echo::serve_blocking(listener, app, stop_rx));
+        std::thread::spawn(move || crate::common::echo::serve_blocking(listener, app, stop_rx));
         Self { base, stop }
     }
 
     /// The echo server of the conformance suites with `config`.
     pub fn echo(config: EngineConfig) -> Self {
-        Self::start(roadhub::socketio::echo::app(config))
+        Self::start(crate::common::echo::app(config))
     }
 
     pub fn ws_base(&self) -> String {
@@ -56,7 +56,7 @@ pub fn quiet_config() -> EngineConfig {
     EngineConfig {
         ping_interval: Duration::from_secs(60),
         ping_timeout: Duration::from_secs(60),
-        ..roadhub::socketio::echo::conformance_config()
+        ..crate::common::echo::conformance_config()
     }
 }
 

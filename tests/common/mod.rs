@@ -3,6 +3,10 @@
 //! names a server (scripts/test starts one). Plus a small JSON client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+/// The conformance echo server, shared with the `socketio_conformance`
+/// example.
+#[path = "../../examples/socketio_conformance/echo.rs"]
+pub mod echo;
 pub mod engine;
 pub mod live;
 pub mod process;

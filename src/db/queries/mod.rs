@@ -6,6 +6,7 @@
 //! [`DbConn`]: crate::db::DbConn
 
 pub mod channels;
+pub mod ingest;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;

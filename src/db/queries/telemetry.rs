@@ -1,6 +1,6 @@
 //! Telemetry history: a vehicle's locations and events in time order, page
 //! by page, and its latest status and OBD reports. Writes go through the
-//! ingest writer ([`crate::ingest`]), not through here.
+//! ingest writer (`src/ingest/`), not through here.
 //!
 //! Pages are keyset pages: each one starts strictly after the last row of
 //! the previous page (a location's `t`, unique per vehicle; an event's

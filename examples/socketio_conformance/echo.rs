@@ -1,8 +1,8 @@
 //! The echo server that the official protocol test suites of the socket.io
 //! repository (`docs/engine.io-protocol/v4-test-suite` and
-//! `docs/socket.io-protocol/v5-test-suite`) run against. Served by
-//! `examples/socketio_conformance.rs` and by the project's own protocol
-//! tests.
+//! `docs/socket.io-protocol/v5-test-suite`) run against. Served by the
+//! `socketio_conformance` example (`main.rs` here) and by the project's
+//! own protocol tests (`tests/common` includes this file).
 //!
 //! - `/engine.io/`: raw Engine.IO, every message sent back as is;
 //! - `/socket.io/`: namespaces `/` and `/custom`. Each socket emits `auth`
@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::server::{
+use roadhub::socketio::{
     ConnectResult, DisconnectReason, EngineConfig, IncomingEvent, Namespace, Socket, SocketHandler,
     SocketIo,
 };
@@ -122,8 +122,11 @@ pub fn socket_io(config: EngineConfig) -> SocketIo {
 pub fn app(config: EngineConfig) -> axum::Router {
     let engine = SocketIo::engine_echo(config.clone());
     axum::Router::new()
-        .merge(super::transport::router("/engine.io/", engine))
-        .merge(super::transport::router("/socket.io/", socket_io(config)))
+        .merge(roadhub::socketio::transport::router("/engine.io/", engine))
+        .merge(roadhub::socketio::transport::router(
+            "/socket.io/",
+            socket_io(config),
+        ))
         .layer(tower_http::cors::CorsLayer::very_permissive())
 }
 
@@ -134,10 +137,10 @@ pub fn serve_blocking(
     app: axum::Router,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let options = crate::http::server::ServerOptions {
+    let options = roadhub::http::server::ServerOptions {
         workers: 2,
         header_read_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(1),
     };
-    actix_rt::System::new().block_on(crate::http::server::run(listener, app, options, stop))
+    actix_rt::System::new().block_on(roadhub::http::server::run(listener, app, options, stop))
 }

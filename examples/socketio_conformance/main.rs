@@ -10,11 +10,11 @@
 //!   `message-back` (same arguments, binary included), and acks
 //!   `message-with-ack` with the same arguments.
 //!
-//! The server itself is [`roadhub::socketio::echo`].
+//! The server itself is `echo.rs`, next to this file.
 //!
 //! Run: `cargo run --release --example socketio_conformance`.
 
-use roadhub::socketio::echo;
+mod echo;
 
 fn main() -> anyhow::Result<()> {
     roadhub::logging::init("human", "warn");
