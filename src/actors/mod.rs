@@ -56,7 +56,7 @@ pub struct Hub {
     pub presence: Presence,
     pub stats: HubStats,
     /// Live-video data usage and the plans' live minutes.
-    pub usage: std::sync::Arc<crate::media::usage::Usage>,
+    pub usage: std::sync::Arc<crate::live::usage::Usage>,
     /// The other nodes (None on a single node).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     app_sessions: Mutex<HashMap<i64, u32>>,
@@ -73,7 +73,9 @@ impl Hub {
         cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
-            usage: std::sync::Arc::new(crate::media::usage::Usage::new(db.clone())),
+            usage: std::sync::Arc::new(crate::live::usage::Usage::new(std::sync::Arc::new(
+                db.clone(),
+            ))),
             config,
             db,
             ingest,

@@ -11,6 +11,7 @@ pub mod control;
 pub mod hub;
 pub mod presence;
 pub mod redis_conn;
+pub mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

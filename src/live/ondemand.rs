@@ -3,14 +3,17 @@
 //!
 //! Two sources, tried in this order for `{vehicle_id}-{channel}`:
 //!
+//! 0. **Another node** publishing the stream, in a cluster: the edge pull
+//!    ([`crate::live::edge`]) relays it here.
 //! 1. **An RTSP camera** configured for the channel (`PUT
 //!    /api/v1/vehicles/{id}/channels/{channel}`): the hub pulls it with
-//!    retina ([`crate::media::rtsp`]) into the stream. The request waits
+//!    retina ([`crate::live::rtsp`]) into the stream. The request waits
 //!    (at most `live.start_timeout_secs`) for the first keyframe; a camera
 //!    that cannot be reached answers 502 with the puller's error code
 //!    (`rtsp_unreachable`, `rtsp_unauthorized`, ...). The pull keeps
 //!    retrying with backoff while viewers wait.
-//! 2. **The blackbox** over its `/device` session: the hub sends `command`
+//! 2. **The blackbox** over its `/device` session ([`DeviceLink`]): the
+//!    hub sends `command`
 //!    `{"name": "live.start", "args": {"channel", "url"}}`, where `url` is
 //!    the full RTMP publish URL with a short-lived publish token for this
 //!    stream key only ([`crate::auth::JwtKeys::issue_publish`]), and the
@@ -26,25 +29,62 @@
 //! Before any of this the plan's live-video minutes are checked: past the
 //! month's limit, play answers 403 `live_quota_exceeded` and nothing is
 //! started. While a stream is published its live time is counted
-//! ([`crate::media::usage`]).
+//! ([`crate::live::usage`]).
+//!
+//! Failures are [`OnDemandError`]s; the HTTP layer answers them with the
+//! statuses and codes named above.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
-use crate::actors::Hub;
-use crate::actors::device::SendCommand;
-use crate::db::queries::channels;
-use crate::error::ApiError;
-use crate::media::edge::Edge;
+use crate::auth::JwtKeys;
+use crate::config::{Config, RtmpConfig};
+use crate::live::edge::{Edge, EdgeError};
+use crate::live::ports::{BackendError, Channels, DeviceLink};
+use crate::live::rtsp::{
+    MediaSink, PullError, PullHandle, PullOptions, PullState, RtspPuller, RtspSource,
+};
+use crate::live::stream::{
+    LiveError, Publisher, PublisherInfo, StreamActivator, StreamKey, Streams,
+};
+use crate::live::usage::Usage;
 use crate::media::flv::FlvPayload;
-use crate::media::rtsp::{MediaSink, PullHandle, PullOptions, PullState, RtspPuller, RtspSource};
-use crate::media::stream::{Publisher, PublisherInfo, StreamActivator, StreamKey, Streams};
-use crate::media::usage::Usage;
+
+/// Why a stream could not be started for a viewer.
+#[derive(Debug, thiserror::Error)]
+pub enum OnDemandError {
+    /// The plan's live minutes are used up this month.
+    #[error("this vehicle's plan has no live-video minutes left this month")]
+    QuotaExceeded,
+    /// No source: no camera configured and the device is not connected.
+    #[error("the vehicle is not connected, so it cannot start streaming")]
+    VehicleOffline,
+    /// The channel's RTSP URL is not usable.
+    #[error("{0}")]
+    CameraUrl(PullError),
+    /// The camera answered, definitely, with a failure.
+    #[error("the camera could not be pulled: {0}")]
+    CameraFailed(PullError),
+    /// The camera pull stopped while the viewer waited.
+    #[error("the camera pull stopped; retry")]
+    CameraStopped,
+    /// The camera sent no keyframe within `live.start_timeout_secs`.
+    #[error("the camera did not start streaming in time")]
+    CameraTimeout,
+    /// A publish token could not be issued.
+    #[error("issuing a publish token failed")]
+    PublishToken,
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
 
 /// The RTSP pull publishes through a [`Publisher`].
 impl MediaSink for Publisher {
@@ -63,40 +103,39 @@ impl MediaSink for Publisher {
 
 /// The RTMP URL a device publishes `key` to, with a publish token valid
 /// for `ttl`.
-pub fn publish_url(hub: &Hub, key: &StreamKey, ttl: Duration) -> Result<String, ApiError> {
-    let token = hub
-        .jwt
+pub fn publish_url(
+    jwt: &JwtKeys,
+    rtmp: &RtmpConfig,
+    key: &StreamKey,
+    ttl: Duration,
+) -> Result<String, OnDemandError> {
+    let token = jwt
         .issue_publish(&key.to_string(), ttl.as_secs().max(60))
-        .map_err(|_| ApiError::internal())?;
-    let base = rtmp_base(&hub.config);
+        .map_err(|_| OnDemandError::PublishToken)?;
+    let base = rtmp_base(rtmp);
     Ok(format!("{base}/live/{key}?token={token}"))
 }
 
 /// `rtmp.public_url`, or `rtmp://` + `rtmp.listen`.
-fn rtmp_base(config: &crate::config::Config) -> String {
-    let public = config.rtmp.public_url.trim().trim_end_matches('/');
+fn rtmp_base(rtmp: &RtmpConfig) -> String {
+    let public = rtmp.public_url.trim().trim_end_matches('/');
     if public.is_empty() {
-        format!("rtmp://{}", config.rtmp.listen)
+        format!("rtmp://{}", rtmp.listen)
     } else {
         public.to_string()
     }
 }
 
-/// The answer to a live-video request over the plan's limit.
-pub fn quota_exceeded() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "live_quota_exceeded",
-        "this vehicle's plan has no live-video minutes left this month",
-    )
-}
-
-fn vehicle_offline() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "vehicle_offline",
-        "the vehicle is not connected, so it cannot start streaming",
-    )
+/// Where on-demand sources come from, besides the streams themselves.
+pub struct Sources {
+    /// Device sessions (`live.start`, `live.stop`, online or not).
+    pub devices: Arc<dyn DeviceLink>,
+    /// Cameras' RTSP URLs.
+    pub channels: Arc<dyn Channels>,
+    /// Edge pulls from other nodes (never one on a single node).
+    pub edge: Arc<Edge>,
+    /// Signs the publish tokens of `live.start` URLs.
+    pub jwt: JwtKeys,
 }
 
 /// A running RTSP pull and the task that publishes it.
@@ -115,43 +154,40 @@ struct State {
 /// Starts and stops live sources on demand; the [`StreamActivator`] of a
 /// node's [`Streams`].
 pub struct OnDemand {
-    hub: Arc<Hub>,
+    sources: Sources,
     streams: Streams,
     usage: Arc<Usage>,
     rtsp: PullOptions,
+    rtmp: RtmpConfig,
     state: Mutex<State>,
-    /// Edge pulls from other nodes (in a cluster).
-    edge: OnceLock<Arc<Edge>>,
 }
 
 impl OnDemand {
-    pub fn new(hub: Arc<Hub>, streams: Streams, usage: Arc<Usage>) -> Arc<Self> {
-        let rtsp = PullOptions::from_config(&hub.config.rtsp);
+    pub fn new(
+        config: &Config,
+        sources: Sources,
+        streams: Streams,
+        usage: Arc<Usage>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            hub,
+            sources,
             streams,
             usage,
-            rtsp,
+            rtsp: PullOptions::from_config(&config.rtsp),
+            rtmp: config.rtmp.clone(),
             state: Mutex::new(State::default()),
-            edge: OnceLock::new(),
         })
-    }
-
-    /// In a cluster: a stream published on another node is pulled from
-    /// there before any local source is tried.
-    pub fn set_edge(&self, edge: Arc<Edge>) {
-        let _ = self.edge.set(edge);
     }
 
     fn start_timeout(&self) -> Duration {
         Duration::from_secs(self.streams.config().start_timeout_secs.max(1))
     }
 
-    /// Check the plan's live minutes for `vehicle`: 403 past the limit.
-    pub async fn check_quota(&self, vehicle: i64) -> Result<(), ApiError> {
+    /// Check the plan's live minutes for `vehicle`.
+    pub async fn check_quota(&self, vehicle: i64) -> Result<(), OnDemandError> {
         let quota = self.usage.live_quota(vehicle).await?;
         if quota.exceeded() {
-            return Err(quota_exceeded());
+            return Err(OnDemandError::QuotaExceeded);
         }
         Ok(())
     }
@@ -159,9 +195,9 @@ impl OnDemand {
     /// Before a viewer plays `key` (its owner already checked): the quota,
     /// then, when nothing publishes `key`, start a source: an RTSP pull
     /// (waited for here, so its error reaches the viewer) or `live.start`
-    /// to the device (waited for by [`Streams::play`]). 404
-    /// `vehicle_offline` when there is no way to start it.
-    pub async fn prepare(&self, key: &StreamKey) -> Result<(), ApiError> {
+    /// to the device (waited for by [`Streams::play`]).
+    /// [`OnDemandError::VehicleOffline`] when there is no way to start it.
+    pub async fn prepare(&self, key: &StreamKey) -> Result<(), OnDemandError> {
         self.check_quota(key.vehicle_id).await?;
         if self.pulling(key) {
             return self.pull(key, None).await;
@@ -169,21 +205,18 @@ impl OnDemand {
         if self.streams.is_published(key).await {
             return Ok(());
         }
-        if let Some(edge) = self.edge.get()
-            && edge.prepare(key).await?
-        {
+        if self.sources.edge.prepare(key).await? {
             return Ok(());
         }
-        let (vehicle, name) = (key.vehicle_id, key.channel.clone());
-        let channel = self
-            .hub
-            .db
-            .run(move |c| channels::find(c, vehicle, &name))
+        let rtsp_url = self
+            .sources
+            .channels
+            .rtsp_url(key.vehicle_id, key.channel.clone())
             .await?;
-        if let Some(url) = channel.and_then(|c| c.rtsp_url) {
+        if let Some(url) = rtsp_url {
             return self.pull(key, Some(&url)).await;
         }
-        if self.hub.is_online(key.vehicle_id).await {
+        if self.sources.devices.is_online(key.vehicle_id).await {
             return self.start_device(key);
         }
         // A stream in its grace period may get its publisher back (a
@@ -191,7 +224,7 @@ impl OnDemand {
         if self.streams.exists(key).await {
             return Ok(());
         }
-        Err(vehicle_offline())
+        Err(OnDemandError::VehicleOffline)
     }
 
     fn pulling(&self, key: &StreamKey) -> bool {
@@ -200,42 +233,50 @@ impl OnDemand {
 
     /// Start (from `url`) or join the RTSP pull of `key` and wait for its
     /// first keyframe or a definite failure.
-    async fn pull(&self, key: &StreamKey, url: Option<&str>) -> Result<(), ApiError> {
-        let mut state_rx = {
-            let running = self
-                .state
-                .lock()
-                .ok()
-                .and_then(|s| s.pulls.get(key).map(|p| p.handle.state()));
-            match (running, url) {
-                (Some(rx), _) => rx,
-                (None, None) => return Ok(()),
-                (None, Some(url)) => {
-                    let source = RtspSource::parse(url).map_err(|e| {
-                        ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string())
-                    })?;
-                    let publisher = self
-                        .streams
-                        .publish(
-                            key.clone(),
-                            PublisherInfo {
-                                protocol: "rtsp",
-                                remote: None,
-                            },
-                        )
-                        .await?;
-                    let handle = RtspPuller::new(key.vehicle_id, key.channel.clone(), source)
-                        .with_options(self.rtsp.clone())
-                        .spawn(publisher);
-                    let rx = handle.state();
-                    if let Ok(mut s) = self.state.lock() {
-                        s.pulls.insert(key.clone(), Pull { handle });
-                    }
-                    tracing::info!(stream = %key, "RTSP pull started for a viewer");
-                    rx
-                }
-            }
+    async fn pull(&self, key: &StreamKey, url: Option<&str>) -> Result<(), OnDemandError> {
+        let running = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.pulls.get(key).map(|p| p.handle.state()));
+        let state_rx = match (running, url) {
+            (Some(rx), _) => rx,
+            (None, None) => return Ok(()),
+            (None, Some(url)) => self.start_pull(key, url).await?,
         };
+        self.wait_pull(key, state_rx).await
+    }
+
+    /// Start the RTSP pull of `key` from `url`, publishing into the stream.
+    async fn start_pull(
+        &self,
+        key: &StreamKey,
+        url: &str,
+    ) -> Result<watch::Receiver<PullState>, OnDemandError> {
+        let source = RtspSource::parse(url).map_err(OnDemandError::CameraUrl)?;
+        let info = PublisherInfo {
+            protocol: "rtsp",
+            remote: None,
+        };
+        let publisher = self.streams.publish(key.clone(), info).await?;
+        let handle = RtspPuller::new(key.vehicle_id, key.channel.clone(), source)
+            .with_options(self.rtsp.clone())
+            .spawn(publisher);
+        let rx = handle.state();
+        if let Ok(mut s) = self.state.lock() {
+            s.pulls.insert(key.clone(), Pull { handle });
+        }
+        tracing::info!(stream = %key, "RTSP pull started for a viewer");
+        Ok(rx)
+    }
+
+    /// Wait (at most the start timeout) for the pull of `key` to play or
+    /// fail definitely.
+    async fn wait_pull(
+        &self,
+        key: &StreamKey,
+        mut state_rx: watch::Receiver<PullState>,
+    ) -> Result<(), OnDemandError> {
         let deadline = tokio::time::Instant::now() + self.start_timeout();
         loop {
             let current = state_rx.borrow_and_update().clone();
@@ -245,45 +286,27 @@ impl OnDemand {
                     // A definite answer from the camera (not a timeout of
                     // ours): tell the viewer now; the pull goes on
                     // retrying for later viewers until the stream idles.
-                    return Err(ApiError::new(
-                        StatusCode::BAD_GATEWAY,
-                        error.code(),
-                        format!("the camera could not be pulled: {error}"),
-                    ));
+                    return Err(OnDemandError::CameraFailed(error));
                 }
                 PullState::Stopped => {
                     if let Ok(mut s) = self.state.lock() {
                         s.pulls.remove(key);
                     }
-                    return Err(ApiError::unavailable(
-                        "rtsp_stopped",
-                        "the camera pull stopped; retry",
-                    ));
+                    return Err(OnDemandError::CameraStopped);
                 }
                 PullState::Connecting { .. } => {}
             }
             match tokio::time::timeout_at(deadline, state_rx.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    return Err(ApiError::unavailable(
-                        "rtsp_stopped",
-                        "the camera pull stopped; retry",
-                    ));
-                }
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "live_start_timeout",
-                        "the camera did not start streaming in time",
-                    ));
-                }
+                Ok(Err(_)) => return Err(OnDemandError::CameraStopped),
+                Err(_) => return Err(OnDemandError::CameraTimeout),
             }
         }
     }
 
     /// Send `live.start` for `key` to its device, unless one was sent
     /// within the start timeout.
-    fn start_device(&self, key: &StreamKey) -> Result<(), ApiError> {
+    fn start_device(&self, key: &StreamKey) -> Result<(), OnDemandError> {
         let now = Instant::now();
         let fresh = self.state.lock().is_ok_and(|mut s| {
             let timeout = self.start_timeout();
@@ -301,7 +324,12 @@ impl OnDemand {
         if !fresh {
             return Ok(());
         }
-        let url = publish_url(&self.hub, key, self.start_timeout() * 30)?;
+        let url = publish_url(
+            &self.sources.jwt,
+            &self.rtmp,
+            key,
+            self.start_timeout() * 30,
+        )?;
         self.command(
             key,
             "live.start",
@@ -313,17 +341,9 @@ impl OnDemand {
     /// Send `name` to the device of `key` (if connected, on this node or,
     /// with a cluster, another); its answer is logged, not awaited.
     fn command(&self, key: &StreamKey, name: &'static str, args: Value) {
-        let Some(device) = self.hub.presence.device(key.vehicle_id) else {
-            self.hub.emit_remote(key.vehicle_id, name, args);
+        let Some(rx) = self.sources.devices.command(key.vehicle_id, name, args) else {
             return;
         };
-        let (tx, rx) = oneshot::channel();
-        device.session.do_send(SendCommand {
-            user_id: None,
-            name: name.to_string(),
-            args,
-            reply: tx,
-        });
         let key = key.clone();
         actix_rt::spawn(async move {
             if let Ok(answer) = rx.await
@@ -354,9 +374,7 @@ impl OnDemand {
 
     /// Stop every pull (node shutdown).
     pub fn stop_all(&self) {
-        if let Some(edge) = self.edge.get() {
-            edge.stop_all();
-        }
+        self.sources.edge.stop_all();
         if let Ok(mut s) = self.state.lock() {
             for (_, pull) in s.pulls.drain() {
                 pull.handle.stop();
@@ -371,14 +389,14 @@ impl StreamActivator for OnDemand {
             return false;
         };
         s.pulls.contains_key(key)
-            || self.edge.get().is_some_and(|e| e.pulling(key))
+            || self.sources.edge.pulling(key)
             || s.device_starts
                 .get(key)
                 .is_some_and(|at| at.elapsed() < self.start_timeout())
     }
 
     fn idle(&self, key: &StreamKey) {
-        if self.edge.get().is_some_and(|e| e.idle(key)) {
+        if self.sources.edge.idle(key) {
             return;
         }
         let pull = self.state.lock().ok().and_then(|mut s| {
