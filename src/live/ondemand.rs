@@ -415,3 +415,143 @@ impl StreamActivator for OnDemand {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! On-demand starts driven through fake ports: no hub, no database.
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::cluster::streams::LocalStreams;
+    use crate::live::ports::{BackendResult, LiveAllowance, LiveCount, Plans, TrafficCount};
+    use futures_util::future::BoxFuture;
+    use tokio::sync::oneshot;
+
+    /// A plan of `minutes` with `used` seconds stored.
+    struct Plan {
+        minutes: i64,
+        used: i64,
+    }
+
+    impl Plans for Plan {
+        fn add_usage(
+            &self,
+            _: Vec<TrafficCount>,
+            _: Vec<LiveCount>,
+        ) -> BoxFuture<'_, BackendResult<()>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn live_allowance(&self, _: i64, _: i64) -> BoxFuture<'_, BackendResult<LiveAllowance>> {
+            Box::pin(std::future::ready(Ok(LiveAllowance {
+                stored_seconds: self.used,
+                minutes_per_month: Some(self.minutes),
+            })))
+        }
+    }
+
+    /// No camera configured on any channel.
+    struct NoCameras;
+
+    impl Channels for NoCameras {
+        fn rtsp_url(&self, _: i64, _: String) -> BoxFuture<'_, BackendResult<Option<String>>> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+    }
+
+    /// A device that is online or not, recording the commands it gets.
+    #[derive(Default)]
+    struct Device {
+        online: AtomicBool,
+        sent: Mutex<Vec<(&'static str, Value)>>,
+    }
+
+    impl DeviceLink for Device {
+        fn is_online(&self, _: i64) -> BoxFuture<'_, bool> {
+            Box::pin(std::future::ready(self.online.load(Ordering::SeqCst)))
+        }
+        fn command(
+            &self,
+            _: i64,
+            name: &'static str,
+            args: Value,
+        ) -> Option<oneshot::Receiver<Value>> {
+            self.sent.lock().unwrap().push((name, args));
+            None
+        }
+    }
+
+    fn on_demand(device: Arc<Device>, plan: Plan) -> Arc<OnDemand> {
+        let config = Config::default();
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let streams = Streams::start(
+            &actix_rt::Arbiter::current(),
+            config.live.clone(),
+            metrics.live.clone(),
+        );
+        let edge = Edge::new(
+            Arc::new(LocalStreams::new("n1")),
+            streams.clone(),
+            String::new(),
+        );
+        let sources = Sources {
+            devices: device,
+            channels: Arc::new(NoCameras),
+            edge,
+            jwt: JwtKeys::new(b"test secret", 60),
+        };
+        let usage = Arc::new(Usage::new(Arc::new(plan)));
+        OnDemand::new(&config, sources, streams, usage)
+    }
+
+    #[test]
+    fn sources_are_started_through_the_ports() {
+        actix_rt::System::new().block_on(async {
+            let key = StreamKey::parse("7-front").unwrap();
+            // Minutes used up: refused, nothing sent.
+            let device = Arc::new(Device::default());
+            device.online.store(true, Ordering::SeqCst);
+            let od = on_demand(
+                device.clone(),
+                Plan {
+                    minutes: 1,
+                    used: 60,
+                },
+            );
+            let err = od.prepare(&key).await.unwrap_err();
+            assert!(matches!(err, OnDemandError::QuotaExceeded), "{err}");
+            assert!(device.sent.lock().unwrap().is_empty());
+
+            // No camera, device offline: nothing can start it.
+            let device = Arc::new(Device::default());
+            let od = on_demand(
+                device.clone(),
+                Plan {
+                    minutes: 0,
+                    used: 0,
+                },
+            );
+            let err = od.prepare(&key).await.unwrap_err();
+            assert!(matches!(err, OnDemandError::VehicleOffline), "{err}");
+
+            // Online: `live.start` once with a publish URL for this key;
+            // the viewer is told to wait.
+            device.online.store(true, Ordering::SeqCst);
+            od.prepare(&key).await.unwrap();
+            od.prepare(&key).await.unwrap();
+            assert!(od.viewer_waiting(&key));
+            {
+                let sent = device.sent.lock().unwrap();
+                assert_eq!(sent.len(), 1, "{sent:?}");
+                let (name, args) = &sent[0];
+                assert_eq!(*name, "live.start");
+                assert_eq!(args["channel"], "front");
+                let url = args["url"].as_str().unwrap();
+                assert!(url.contains("/live/7-front?token="), "{url}");
+            }
+            // Idle: `live.stop`.
+            od.idle(&key);
+            let sent = device.sent.lock().unwrap();
+            assert_eq!(sent.last().unwrap().0, "live.stop");
+        });
+    }
+}
