@@ -17,8 +17,13 @@
 //! - [`actors`]: the realtime hub: device and app sessions, rooms,
 //!   presence, commands.
 //! - [`socketio`]: the Socket.IO v4 server (Engine.IO 4, Socket.IO 5).
+//! - [`live`]: the live-video runtime: RTMP ingest, Stream actors, the
+//!   RTSP pull, on-demand sources, edge pulls across nodes, usage counts. It
+//!   reaches devices, plans, channels and the stream registry only through
+//!   the small interfaces of [`live::ports`] and [`cluster::streams`], wired
+//!   in [`node`].
 //! - [`media`]: live video's pure core: the media model, FLV, MPEG-TS and
-//!   HLS muxers, the FLV/RTMP tag parser (no I/O; transports build on it).
+//!   HLS muxers, the FLV/RTMP tag parser (no I/O; [`live`] builds on it).
 //! - [`auth`]: passwords (argon2id), access tokens (JWT HS256), rotating
 //!   refresh tokens with reuse detection, device tokens, rate limits.
 //! - [`http`]: the HTTP server (hyper + axum on actix-rt workers), the REST
@@ -39,6 +44,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -5,6 +5,11 @@
 //! [`serve`] takes an already-bound listener and a shutdown future, so
 //! tests bind port 0 and stop the node when they are done.
 //!
+//! The live-video runtime ([`crate::live`]) is wired here: it gets the
+//! hub and the database only as the small ports of [`live_ports`], and the
+//! stream registry in-process on a single node or in Redis in a cluster
+//! ([`crate::cluster::streams`]).
+//!
 //! Shutdown order: close every Socket.IO connection (sessions end and log
 //! their disconnect), stop accepting and drain in-flight HTTP requests,
 //! then flush the telemetry writer, so nothing acknowledged or queued is
@@ -21,15 +26,19 @@ use tokio::sync::watch;
 use crate::actors::{Hub, RoomSupervisor};
 use crate::auth::{AuthLimiter, JwtKeys};
 use crate::cluster::Cluster;
+use crate::cluster::streams::{LocalStreams, RedisStreams, StreamRegistry};
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState, Shared};
 use crate::ingest::IngestWriter;
 use crate::ingest::writer::WriterOptions;
-use crate::media::ondemand::OnDemand;
-use crate::media::rtmp::RtmpContext;
-use crate::media::stream::Streams;
+use crate::live::edge::{Edge, OriginReporter};
+use crate::live::ondemand::{OnDemand, Sources};
+use crate::live::rtmp::RtmpContext;
+use crate::live::stream::Streams;
 use crate::metrics::Metrics;
+
+pub mod live_ports;
 
 /// What a node is made of before it serves (built off the async workers).
 pub struct Node {
@@ -136,21 +145,8 @@ pub async fn serve_with(
         .context("registering hub metrics")?;
     // Live video: the streams and the RTMP ingest share one arbiter.
     let media_arbiter = actix_rt::Arbiter::new();
-    let live = Streams::start(
-        &media_arbiter.handle(),
-        config.live.clone(),
-        metrics.live.clone(),
-    );
+    let (live, ondemand) = start_live(&media_arbiter.handle(), &config, &hub, &metrics);
     let usage = hub.usage.clone();
-    live.set_usage(usage.clone());
-    let ondemand = OnDemand::new(hub.clone(), live.clone(), usage.clone());
-    live.set_activator(ondemand.clone());
-    // Live video across nodes: the stream registry and edge pulls.
-    if let Some(cluster) = hub.cluster.clone() {
-        let registry = crate::media::edge::Registry::new(cluster);
-        live.set_origin_hook(Arc::new(registry.clone()));
-        ondemand.set_edge(crate::media::edge::Edge::new(registry, live.clone()));
-    }
     let usage_flusher = actix_rt::spawn(
         usage
             .clone()
@@ -179,14 +175,14 @@ pub async fn serve_with(
     ));
     let rtmp_ctx = RtmpContext {
         streams: live.clone(),
-        db: state.db.clone(),
+        auth: Arc::new(state.db.clone()),
         config: state.config.rtmp.clone(),
         jwt: state.jwt.clone(),
     };
     let rtmp_stop = stop_rx.clone();
     media_arbiter.spawn_fn(move || {
         actix_rt::spawn(async move {
-            if let Err(e) = crate::media::rtmp::run(rtmp_listener, rtmp_ctx, rtmp_stop).await {
+            if let Err(e) = crate::live::rtmp::run(rtmp_listener, rtmp_ctx, rtmp_stop).await {
                 tracing::error!(error = %e, "RTMP listener failed");
             }
         });
@@ -227,6 +223,39 @@ pub async fn serve_with(
     let _ = tokio::task::spawn_blocking(move || rooms_arbiter.join()).await;
     tracing::info!("stopped");
     result
+}
+
+/// The live streams and their on-demand sources, wired to the hub and the
+/// database through the live runtime's ports; origins are reported to the
+/// stream registry (in-process on a single node, Redis in a cluster).
+fn start_live(
+    arbiter: &actix_rt::ArbiterHandle,
+    config: &Config,
+    hub: &Arc<Hub>,
+    metrics: &Metrics,
+) -> (Streams, Arc<OnDemand>) {
+    let live = Streams::start(arbiter, config.live.clone(), metrics.live.clone());
+    live.set_usage(hub.usage.clone());
+    let (registry, cluster_secret): (Arc<dyn StreamRegistry>, String) = match &hub.cluster {
+        Some(cluster) => (
+            Arc::new(RedisStreams::new(cluster.clone())),
+            cluster.secret().to_owned(),
+        ),
+        None => (
+            Arc::new(LocalStreams::new(config.node.id.clone())),
+            String::new(),
+        ),
+    };
+    live.set_origin_hook(Arc::new(OriginReporter(registry.clone())));
+    let sources = Sources {
+        devices: Arc::new(live_ports::HubDevices(hub.clone())),
+        channels: Arc::new(hub.db.clone()),
+        edge: Edge::new(registry, live.clone(), cluster_secret),
+        jwt: hub.jwt.clone(),
+    };
+    let ondemand = OnDemand::new(config, sources, live.clone(), hub.usage.clone());
+    live.set_activator(ondemand.clone());
+    (live, ondemand)
 }
 
 /// `node.advertise_url`, or `http://` and the address really bound (the

@@ -15,9 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
+use roadhub::live::rtsp::{PullOptions, PullState, RtspPuller, RtspSource};
 use roadhub::media::flv::{self, FlvPayload};
 use roadhub::media::h264::{Sps, avcc_nal_units};
-use roadhub::media::rtsp::{PullOptions, PullState, RtspPuller, RtspSource};
 use roadhub::media::{AacConfig, AvcConfig, FrameKind, MediaFrame, VideoConfig};
 use tokio::sync::mpsc;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::TestServer;
 use reqwest::StatusCode;
 use roadhub::db::queries::usage::{date_of, day_start_ms};
-use roadhub::media::usage::{Usage, kind};
+use roadhub::live::usage::{Usage, kind};
 
 #[tokio::test]
 async fn usage_is_added_flushed_and_read_by_the_owner_only() {
@@ -21,7 +21,7 @@ async fn usage_is_added_flushed_and_read_by_the_owner_only() {
     let vehicle = api.new_vehicle(&owner, "USE-1").await["id"]
         .as_i64()
         .unwrap();
-    let usage = Usage::new(server.db());
+    let usage = Usage::new(std::sync::Arc::new(server.db()));
 
     // Nothing yet: empty lists, the free plan's 60 minutes as the limit.
     let r = api
@@ -119,7 +119,7 @@ async fn usage_of_a_deleted_vehicle_is_dropped_not_an_error() {
     let vehicle = api.new_vehicle(&owner, "USE-2").await["id"]
         .as_i64()
         .unwrap();
-    let usage = Usage::new(server.db());
+    let usage = Usage::new(std::sync::Arc::new(server.db()));
     usage.add_bytes(vehicle, kind::LIVE_IN, 10);
     usage.add_bytes(vehicle + 1000, kind::LIVE_IN, 10);
     usage.flush().await.unwrap();

@@ -61,7 +61,7 @@ pub struct Hub {
     pub presence: Presence,
     pub stats: HubStats,
     /// Live-video data usage and the plans' live minutes.
-    pub usage: std::sync::Arc<crate::media::usage::Usage>,
+    pub usage: std::sync::Arc<crate::live::usage::Usage>,
     /// The other nodes (None on a single node): identity, secret, stats.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Presence and control across nodes (in process on a single node).
@@ -80,7 +80,9 @@ impl Hub {
         cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
-            usage: std::sync::Arc::new(crate::media::usage::Usage::new(db.clone())),
+            usage: std::sync::Arc::new(crate::live::usage::Usage::new(std::sync::Arc::new(
+                db.clone(),
+            ))),
             config,
             db,
             ingest,

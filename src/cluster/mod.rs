@@ -27,6 +27,7 @@ pub mod presence;
 mod presence_memory;
 mod presence_redis;
 pub mod redis_conn;
+pub mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

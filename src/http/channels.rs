@@ -19,7 +19,7 @@ use crate::db::queries::{channels, vehicles};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{AuthUser, Id, Json};
-use crate::media::rtsp::{RtspSource, mask_url};
+use crate::live::rtsp::{RtspSource, mask_url};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

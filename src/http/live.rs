@@ -40,7 +40,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use crate::db::queries::vehicles;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::media::stream::{EDGE_PROTOCOL, LiveError, StreamKey, Viewer, ViewerKind};
+use crate::live::stream::{EDGE_PROTOCOL, LiveError, StreamKey, Viewer, ViewerKind};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

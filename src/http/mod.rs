@@ -24,6 +24,7 @@ pub mod extract;
 pub mod health;
 pub mod history;
 pub mod live;
+pub mod live_error;
 pub mod me;
 pub mod server;
 pub mod vehicles;
@@ -58,10 +59,10 @@ pub struct Shared {
     /// The realtime hub (presence and latest state for REST answers).
     pub hub: Arc<crate::actors::Hub>,
     /// Live video streams (RTMP in, FLV/HLS out).
-    pub live: crate::media::stream::Streams,
+    pub live: crate::live::stream::Streams,
     /// Starts sources on demand (RTSP pull, device `live.start`) and checks
     /// the plans' live minutes.
-    pub ondemand: Arc<crate::media::ondemand::OnDemand>,
+    pub ondemand: Arc<crate::live::ondemand::OnDemand>,
 }
 
 impl AppState {

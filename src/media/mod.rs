@@ -1,8 +1,9 @@
 //! Live video: the transport-independent media core.
 //!
-//! Everything here but [`rtsp`] is pure: bytes in, bytes out, no I/O and no clocks, so the
-//! RTMP ingest, the RTSP pull, the Stream actor and the HTTP/WebSocket players
-//! build on it and tests can feed it directly.
+//! Everything here is pure: bytes in, bytes out, no I/O and no clocks, so the
+//! live runtime ([`crate::live`]: the RTMP ingest, the RTSP pull, the Stream
+//! actors) and the HTTP/WebSocket players build on it and tests can feed it
+//! directly.
 //!
 //! # Specifications
 //!
@@ -19,8 +20,6 @@
 //!   section 1.A.2).
 //! - MPEG-TS: ISO/IEC 13818-1 (ITU-T H.222.0): PAT, PMT, PES, PCR.
 //! - HLS: RFC 8216 (<https://www.rfc-editor.org/rfc/rfc8216>).
-//! - RTSP pull: RFC 2326 / RFC 7826 (RTSP), RFC 6184 (H.264 over RTP),
-//!   RFC 3640 (AAC over RTP).
 //!
 //! # Timestamps
 //!
@@ -40,22 +39,13 @@
 //!   FLV file (demuxer), a file reader.
 //! - [`ts`]: the MPEG-TS muxer (H.264 + AAC).
 //! - [`hls`]: the HLS segmenter: segments in memory, sliding media playlist.
-//! - [`rtsp`]: the RTSP pull (retina): a camera's H.264/AAC as FLV payloads,
-//!   with retry and a state watch. The only module here that does I/O.
 
 pub mod amf0;
-pub mod edge;
 pub mod flv;
 pub mod frame;
 pub mod h264;
 pub mod hls;
-pub mod live;
-pub mod ondemand;
-pub mod rtmp;
-pub mod rtsp;
-pub mod stream;
 pub mod ts;
-pub mod usage;
 
 pub use frame::{
     AacConfig, AudioCodec, AvcConfig, FrameKind, HevcConfig, MediaFrame, VideoCodec, VideoConfig,

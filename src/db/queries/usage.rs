@@ -14,39 +14,7 @@ use crate::db::models::Plan;
 use crate::db::schema::{live_usage, plans, traffic, vehicles};
 use crate::db::{DbConn, DbError};
 
-const DAY_MS: i64 = 86_400_000;
-
-/// The UTC midnight (Unix ms) of the day holding `t_ms`.
-pub fn day_start_ms(t_ms: i64) -> i64 {
-    t_ms.div_euclid(DAY_MS) * DAY_MS
-}
-
-/// The civil date (year, month 1-12, day 1-31) of day `days` since
-/// 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The UTC midnight (Unix ms) of the first day of the month holding `t_ms`.
-pub fn month_start_ms(t_ms: i64) -> i64 {
-    let days = t_ms.div_euclid(DAY_MS);
-    let (_, _, day_of_month) = civil(days);
-    (days - (day_of_month - 1)) * DAY_MS
-}
-
-/// The calendar date `YYYY-MM-DD` of a UTC midnight.
-pub fn date_of(day_ms: i64) -> String {
-    let (y, m, d) = civil(day_ms.div_euclid(DAY_MS));
-    format!("{y:04}-{m:02}-{d:02}")
-}
+pub use crate::util::{date_of, day_start_ms, month_start_ms};
 
 /// One row to add: `bytes` of `kind` for `vehicle_id` on `day`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,32 +168,4 @@ pub fn plan_of(conn: &mut DbConn, vehicle_id: i64) -> Result<Option<Plan>, DbErr
             .first(c)
             .optional()
     })?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calendar() {
-        // 2026-12-01T10:00:00Z
-        let t = 1_796_119_200_000;
-        assert_eq!(date_of(day_start_ms(t)), "2026-12-01");
-        assert_eq!(month_start_ms(t), day_start_ms(t));
-        // 2024-02-29T23:59:59Z: leap day; the month began 2024-02-01.
-        let t = 1_709_251_199_000;
-        assert_eq!(date_of(day_start_ms(t)), "2024-02-29");
-        assert_eq!(date_of(month_start_ms(t)), "2024-02-01");
-        assert_eq!(date_of(0), "1970-01-01");
-        assert_eq!(date_of(month_start_ms(-1)), "1969-12-01");
-        // Every day of 2025 maps into its own month.
-        let jan1 = 1_735_689_600_000;
-        for d in 0..365 {
-            let t = jan1 + d * DAY_MS + 1234;
-            let m = month_start_ms(t);
-            assert!(m <= t && t - m < 31 * DAY_MS);
-            assert!(date_of(m).ends_with("-01"), "{}", date_of(m));
-            assert_eq!(&date_of(m)[..7], &date_of(day_start_ms(t))[..7]);
-        }
-    }
 }

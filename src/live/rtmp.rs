@@ -41,12 +41,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::auth::JwtKeys;
 use crate::config::RtmpConfig;
-use crate::db::Db;
-use crate::db::queries::vehicles;
+use crate::live::ports::PublishAuth;
+use crate::live::stream::{Publisher, PublisherInfo, StreamKey, Streams};
 use crate::media::flv::{self, Metadata};
-use crate::media::stream::{Publisher, PublisherInfo, StreamKey, Streams};
-use crate::util::sha256_hex;
 
 /// The application name publishers connect to.
 pub const APP: &str = "live";
@@ -72,10 +71,11 @@ pub enum RtmpError {
 #[derive(Clone)]
 pub struct RtmpContext {
     pub streams: Streams,
-    pub db: Db,
+    /// Device tokens (the vehicles').
+    pub auth: Arc<dyn PublishAuth>,
     pub config: RtmpConfig,
     /// Verifies the publish tokens of on-demand `live.start` URLs.
-    pub jwt: crate::auth::JwtKeys,
+    pub jwt: JwtKeys,
 }
 
 /// Accept publishers on `listener` until `stop` turns true. Connections
@@ -124,6 +124,8 @@ pub async fn run(
 /// Read buffer per connection.
 const READ_BUF: usize = 64 * 1024;
 
+/// One publisher's connection: the handshake, then RTMP messages until
+/// it leaves, breaks a limit or is replaced.
 async fn connection(
     mut socket: TcpStream,
     peer: SocketAddr,
@@ -132,32 +134,10 @@ async fn connection(
     let start_deadline =
         Instant::now() + Duration::from_secs(ctx.config.handshake_timeout_secs.max(1));
     let mut buf = vec![0u8; READ_BUF];
-    let mut handshake = Handshake::new(PeerType::Server);
-    let mut received = 0usize;
-    let remaining = loop {
-        let n = tokio::time::timeout_at(start_deadline, socket.read(&mut buf))
-            .await
-            .map_err(|_| RtmpError::Timeout("handshake"))??;
-        if n == 0 {
-            return Ok(());
-        }
-        received += n;
-        if received > ctx.config.max_unauthenticated_bytes.max(8192) {
-            return Err(RtmpError::Limit("handshake too long"));
-        }
-        match handshake.process_bytes(&buf[..n]) {
-            Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                socket.write_all(&response_bytes).await?;
-            }
-            Ok(HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            }) => {
-                socket.write_all(&response_bytes).await?;
-                break remaining_bytes;
-            }
-            Err(e) => return Err(RtmpError::Handshake(format!("{e:?}"))),
-        }
+    let Some((received, remaining)) =
+        handshake(&mut socket, &mut buf, &ctx.config, start_deadline).await?
+    else {
+        return Ok(());
     };
     let (session, results) = ServerSession::new(ServerSessionConfig::new())
         .map_err(|e| RtmpError::Protocol(format!("{e:?}")))?;
@@ -175,37 +155,42 @@ async fn connection(
     let res = conn.input(&remaining).await;
     conn.flush(&mut socket).await?;
     res?;
-    let read_timeout = Duration::from_secs(ctx.config.read_timeout_secs.max(1));
+    conn.serve(&mut socket, &mut buf, start_deadline).await
+}
+
+/// The RTMP handshake, by `start_deadline`: the bytes received and those
+/// past the handshake, or `None` when the client left first.
+async fn handshake(
+    socket: &mut TcpStream,
+    buf: &mut [u8],
+    config: &RtmpConfig,
+    start_deadline: Instant,
+) -> Result<Option<(usize, Vec<u8>)>, RtmpError> {
+    let mut handshake = Handshake::new(PeerType::Server);
+    let mut received = 0usize;
     loop {
-        // Before its first publish a client has until the start deadline;
-        // then each read has the read timeout.
-        let deadline = if conn.publisher.is_some() || conn.published_once() {
-            Instant::now() + read_timeout
-        } else {
-            start_deadline
-        };
-        let what = if conn.publisher.is_some() {
-            "read"
-        } else {
-            "publish"
-        };
-        let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, socket.read(&mut buf)) => read,
-            () = conn.replaced() => {
-                tracing::info!("another publisher took the stream: closing");
-                return Ok(());
-            }
-        };
-        let n = read.map_err(|_| RtmpError::Timeout(what))??;
+        let n = tokio::time::timeout_at(start_deadline, socket.read(buf))
+            .await
+            .map_err(|_| RtmpError::Timeout("handshake"))??;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        let res = conn.input(&buf[..n]).await;
-        conn.flush(&mut socket).await?;
-        res?;
-        // Read on only once the stream keeps up (back-pressure through TCP).
-        if let Some(publisher) = &conn.publisher {
-            publisher.ready().await;
+        received += n;
+        if received > config.max_unauthenticated_bytes.max(8192) {
+            return Err(RtmpError::Limit("handshake too long"));
+        }
+        match handshake.process_bytes(&buf[..n]) {
+            Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                socket.write_all(&response_bytes).await?;
+            }
+            Ok(HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            }) => {
+                socket.write_all(&response_bytes).await?;
+                return Ok(Some((received, remaining_bytes)));
+            }
+            Err(e) => return Err(RtmpError::Handshake(format!("{e:?}"))),
         }
     }
 }
@@ -252,6 +237,50 @@ fn to_metadata(m: &StreamMetadata) -> Metadata {
 }
 
 impl Conn {
+    /// Read and handle messages until the client leaves, a limit or
+    /// timeout is hit, or another publisher takes the stream.
+    async fn serve(
+        &mut self,
+        socket: &mut TcpStream,
+        buf: &mut [u8],
+        start_deadline: Instant,
+    ) -> Result<(), RtmpError> {
+        let read_timeout = Duration::from_secs(self.ctx.config.read_timeout_secs.max(1));
+        loop {
+            // Before its first publish a client has until the start
+            // deadline; then each read has the read timeout.
+            let deadline = if self.publisher.is_some() || self.published_once() {
+                Instant::now() + read_timeout
+            } else {
+                start_deadline
+            };
+            let what = if self.publisher.is_some() {
+                "read"
+            } else {
+                "publish"
+            };
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, socket.read(buf)) => read,
+                () = self.replaced() => {
+                    tracing::info!("another publisher took the stream: closing");
+                    return Ok(());
+                }
+            };
+            let n = read.map_err(|_| RtmpError::Timeout(what))??;
+            if n == 0 {
+                return Ok(());
+            }
+            let res = self.input(&buf[..n]).await;
+            self.flush(socket).await?;
+            res?;
+            // Read on only once the stream keeps up (back-pressure through
+            // TCP).
+            if let Some(publisher) = &self.publisher {
+                publisher.ready().await;
+            }
+        }
+    }
+
     fn published_once(&self) -> bool {
         self.received_unauthenticated == usize::MAX
     }
@@ -442,14 +471,10 @@ impl Conn {
             .jwt
             .verify_publish(&token)
             .is_some_and(|k| k == key.to_string());
-        let hash = sha256_hex(&token);
         let found = if signed {
             Ok(None)
         } else {
-            self.ctx
-                .db
-                .run(move |conn| vehicles::find_by_token_hash(conn, &hash))
-                .await
+            self.ctx.auth.device_token_vehicle(token).await
         };
         let vehicle = match found {
             Ok(v) => v,
@@ -461,7 +486,7 @@ impl Conn {
         };
         match vehicle {
             _ if signed => {}
-            Some(v) if v.id == key.vehicle_id => {}
+            Some(v) if v == key.vehicle_id => {}
             Some(_) => {
                 return refuse(
                     self,

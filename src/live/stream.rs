@@ -19,7 +19,7 @@
 //!   there.
 //!
 //! The media state (headers, GOP cache, timeline, HLS, viewer queues) is in
-//! [`crate::media::live`]; this module is the concurrency around it. Stream
+//! [`crate::live::core`]; this module is the concurrency around it. Stream
 //! actors run on the media arbiter; a viewer's connection pops its queue on
 //! its own worker thread.
 
@@ -35,10 +35,10 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::config::LiveConfig;
+use crate::live::core::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, ViewerQueue};
+use crate::live::usage::{self, Usage};
 use crate::media::HlsConfig;
 use crate::media::flv::{FlvPayload, Metadata};
-use crate::media::live::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, ViewerQueue};
-use crate::media::usage::{self, Usage};
 use crate::metrics::LiveMetrics;
 
 /// A live stream's key: `{vehicle_id}-{channel}`, with `channel` matching
@@ -80,7 +80,7 @@ impl fmt::Display for StreamKey {
 }
 
 /// The protocol of an edge pull: a stream published on another node of the
-/// cluster, relayed here ([`crate::media::edge`]). Such a publisher is not
+/// cluster, relayed here ([`crate::live::edge`]). Such a publisher is not
 /// an origin: it is not registered, not counted as device traffic or live
 /// time, and not served to other nodes.
 pub const EDGE_PROTOCOL: &str = "edge";

@@ -1,16 +1,10 @@
-//! Live video across nodes (with Redis configured): the stream registry and
-//! the edge pull.
+//! Live video across nodes: reporting this node's origin publishers to
+//! the stream registry, and the edge pull.
 //!
 //! - **Registry.** While a stream has an origin publisher on this node
-//!   (RTMP, RTSP pull: anything but an edge pull), Redis holds
-//!   `rh:stream:{key}` = `{"node": node.id, "url": node.advertise_url}`
-//!   with a `PX` TTL of `node.presence_ttl_secs`, refreshed every third of
-//!   it. A new publisher takes the key (the newest wins); a refresh only
-//!   renews an entry that is still this node's (Lua), so two nodes
-//!   publishing one key do not flap. When the publisher ends the key is
-//!   deleted only if it still names this node (compare-and-delete in Lua),
-//!   so a publisher that moved to another node keeps its entry. One task
-//!   per key does all of it, in order.
+//!   (RTMP, RTSP pull: anything but an edge pull), [`OriginReporter`] tells
+//!   the [`StreamRegistry`] (in-process on a single node, where it records
+//!   nothing; Redis in a cluster, see [`crate::cluster::streams`]).
 //! - **Edge pull.** A viewer on a node where the stream is not published
 //!   ([`Edge::prepare`], called by on-demand live before anything else
 //!   starts a source) looks the key up; when another node is the origin,
@@ -21,7 +15,8 @@
 //!   served from it. It stops when the stream idles (on-demand's idle rule)
 //!   or when a local publisher takes the key; when the origin's body ends
 //!   or breaks, the edge publisher leaves and the stream's grace period
-//!   runs as for any publisher.
+//!   runs as for any publisher. On a single node the registry never names
+//!   another node, so no pull starts.
 //!
 //! Edge pulls are not device traffic: their bytes go to
 //! `roadhub_live_edge_bytes_in_total`, not to usage (`live_in` and the live
@@ -32,201 +27,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, SECRET_HEADER};
-use crate::error::ApiError;
+use crate::cluster::SECRET_HEADER;
+use crate::cluster::streams::{Origin, StreamRegistry};
+use crate::live::stream::{
+    EDGE_PROTOCOL, OriginHook, Publisher, PublisherInfo, StreamKey, Streams,
+};
 use crate::media::flv::{FlvPayload, StreamReader};
-use crate::media::stream::{EDGE_PROTOCOL, OriginHook, PublisherInfo, StreamKey, Streams};
 
-/// The registry's Redis key of a stream.
-pub fn registry_key(key: &StreamKey) -> String {
-    format!("rh:stream:{key}")
-}
+/// Reports a node's origin publishers to the stream registry: the
+/// [`OriginHook`] of its [`Streams`].
+pub struct OriginReporter(pub Arc<dyn StreamRegistry>);
 
-/// A registry entry: the node that publishes a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// `node.id`.
-    pub node: String,
-    /// `node.advertise_url`.
-    pub url: String,
-}
-
-/// Refresh `KEYS[1]` = `ARGV[1]` (TTL `ARGV[2]` ms) unless another node
-/// took it since: a newer publisher of the key elsewhere keeps its entry.
-const REFRESH_IF_OURS: &str = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
-
-/// Delete `KEYS[1]` only if it still holds `ARGV[1]`.
-const COMPARE_AND_DELETE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
-/// The stream registry: this node's entries, kept while published.
-#[derive(Clone)]
-pub struct Registry {
-    inner: Arc<RegistryInner>,
-}
-
-struct RegistryInner {
-    cluster: Arc<Cluster>,
-    /// This node's entry, serialised once.
-    value: String,
-    /// One task per registered key; `true` while it should be registered.
-    keys: Mutex<HashMap<StreamKey, watch::Sender<bool>>>,
-}
-
-impl Registry {
-    pub fn new(cluster: Arc<Cluster>) -> Registry {
-        let value = serde_json::to_string(&Origin {
-            node: cluster.node_id.clone(),
-            url: cluster.advertise_url.clone(),
-        })
-        .unwrap_or_default();
-        Registry {
-            inner: Arc::new(RegistryInner {
-                cluster,
-                value,
-                keys: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// The node publishing `key`, per Redis.
-    pub async fn lookup(&self, key: &StreamKey) -> redis::RedisResult<Option<Origin>> {
-        let raw: Option<String> = self
-            .inner
-            .cluster
-            .redis
-            .query(redis::cmd("GET").arg(registry_key(key)))
-            .await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
-    }
-
-    fn want(&self, key: &StreamKey, wanted: bool) {
-        let Ok(mut keys) = self.inner.keys.lock() else {
-            return;
-        };
-        if let Some(tx) = keys.get(key) {
-            tx.send_replace(wanted);
-            return;
-        }
-        if !wanted {
-            return;
-        }
-        let (tx, rx) = watch::channel(true);
-        keys.insert(key.clone(), tx);
-        tokio::spawn(self.inner.clone().keep(key.clone(), rx));
-    }
-}
-
-impl RegistryInner {
-    fn refresh_every(&self) -> Duration {
-        (self.cluster.presence_ttl / 3).max(Duration::from_millis(500))
-    }
-
-    /// Register `key` while wanted (refreshing it), compare-and-delete it
-    /// when not; ends once unregistered and still unwanted.
-    async fn keep(self: Arc<Self>, key: StreamKey, mut wanted: watch::Receiver<bool>) {
-        let rkey = registry_key(&key);
-        let ttl_ms = u64::try_from(self.cluster.presence_ttl.as_millis()).unwrap_or(30_000);
-        // A new publisher takes the key (the newest wins, e.g. a device
-        // that moved to this node); refreshes do not take it back.
-        let mut taken = false;
-        // Warn once per streak of failures, not every retry.
-        let mut failing = false;
-        loop {
-            let want = *wanted.borrow_and_update();
-            if want {
-                let set = if taken {
-                    self.cluster
-                        .redis
-                        .query::<i64>(
-                            redis::cmd("EVAL")
-                                .arg(REFRESH_IF_OURS)
-                                .arg(1)
-                                .arg(&rkey)
-                                .arg(&self.value)
-                                .arg(ttl_ms),
-                        )
-                        .await
-                        .map(|_| ())
-                } else {
-                    self.cluster
-                        .redis
-                        .query::<()>(
-                            redis::cmd("SET")
-                                .arg(&rkey)
-                                .arg(&self.value)
-                                .arg("PX")
-                                .arg(ttl_ms),
-                        )
-                        .await
-                };
-                if set.is_ok() {
-                    taken = true;
-                }
-                let wait = match set {
-                    Ok(()) => {
-                        if failing {
-                            tracing::info!(stream = %key, "stream registry: written again");
-                        }
-                        failing = false;
-                        self.refresh_every()
-                    }
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(stream = %key, error = %e, "stream registry: write failed; retrying every second");
-                        }
-                        failing = true;
-                        Duration::from_secs(1)
-                    }
-                };
-                tokio::select! {
-                    _ = wanted.changed() => {}
-                    () = tokio::time::sleep(wait) => {}
-                }
-            } else {
-                let del = self
-                    .cluster
-                    .redis
-                    .query::<i64>(
-                        redis::cmd("EVAL")
-                            .arg(COMPARE_AND_DELETE)
-                            .arg(1)
-                            .arg(&rkey)
-                            .arg(&self.value),
-                    )
-                    .await;
-                if let Err(e) = del {
-                    // The entry expires with its TTL.
-                    tracing::warn!(stream = %key, error = %e, "stream registry: delete failed");
-                }
-                taken = false;
-                let Ok(mut keys) = self.keys.lock() else {
-                    return;
-                };
-                if !*wanted.borrow() {
-                    keys.remove(&key);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl OriginHook for Registry {
+impl OriginHook for OriginReporter {
     fn origin_started(&self, key: &StreamKey) {
-        self.want(key, true);
+        self.0.origin_started(&key.to_string());
     }
 
     fn origin_ended(&self, key: &StreamKey) {
-        self.want(key, false);
+        self.0.origin_ended(&key.to_string());
     }
 }
 
-/// Where an edge pull is.
+/// Why a viewer could not be served from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeError {
+    /// The origin was found but sent no keyframe within
+    /// `live.start_timeout_secs`.
+    #[error("the stream's origin node did not send video in time")]
+    OriginTimeout,
+}
+
 /// How often a quiet pull, or one looking for its stream's next origin,
 /// asks the registry (half the quiet check).
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -269,15 +102,23 @@ struct Pull {
 
 /// Edge pulls of this node, one per stream key.
 pub struct Edge {
-    registry: Registry,
+    registry: Arc<dyn StreamRegistry>,
     streams: Streams,
+    /// Presented to origins (`node.cluster_secret`).
+    cluster_secret: String,
     client: reqwest::Client,
     pulls: Mutex<HashMap<StreamKey, Pull>>,
     next_id: AtomicU64,
 }
 
 impl Edge {
-    pub fn new(registry: Registry, streams: Streams) -> Arc<Edge> {
+    /// Edge pulls found through `registry`, presenting `cluster_secret`
+    /// to the origins.
+    pub fn new(
+        registry: Arc<dyn StreamRegistry>,
+        streams: Streams,
+        cluster_secret: String,
+    ) -> Arc<Edge> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             // A pull is one long response; nothing to pool.
@@ -288,6 +129,7 @@ impl Edge {
         Arc::new(Edge {
             registry,
             streams,
+            cluster_secret,
             client,
             pulls: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -307,7 +149,7 @@ impl Edge {
     /// another node is its origin, start (or join) the edge pull and wait
     /// for its first keyframe. `Ok(true)`: the stream plays here now;
     /// `Ok(false)`: no other node publishes it (try the local sources).
-    pub async fn prepare(self: &Arc<Self>, key: &StreamKey) -> Result<bool, ApiError> {
+    pub async fn prepare(self: &Arc<Self>, key: &StreamKey) -> Result<bool, EdgeError> {
         let running = self
             .pulls
             .lock()
@@ -316,7 +158,7 @@ impl Edge {
         let state = match running {
             Some(state) => state,
             None => {
-                let origin = match self.registry.lookup(key).await {
+                let origin = match self.registry.lookup(&key.to_string()).await {
                     Ok(Some(origin)) => origin,
                     Ok(None) => return Ok(false),
                     Err(e) => {
@@ -324,7 +166,7 @@ impl Edge {
                         return Ok(false);
                     }
                 };
-                if origin.node == self.registry.inner.cluster.node_id {
+                if origin.node == self.registry.node_id() {
                     // Our own entry, stale or about to go: not a source.
                     return Ok(false);
                 }
@@ -389,7 +231,7 @@ impl Edge {
         &self,
         key: &StreamKey,
         mut state: watch::Receiver<PullState>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, EdgeError> {
         let deadline = tokio::time::Instant::now() + self.start_timeout();
         loop {
             let now = state.borrow_and_update().clone();
@@ -412,13 +254,7 @@ impl Edge {
             match tokio::time::timeout_at(deadline, state.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Ok(self.streams.is_published(key).await),
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "live_start_timeout",
-                        "the stream's origin node did not send video in time",
-                    ));
-                }
+                Err(_) => return Err(EdgeError::OriginTimeout),
             }
         }
     }
@@ -461,12 +297,12 @@ impl Edge {
     /// The node publishing `key` now, other than this one, looked up for at
     /// most the publisher grace period.
     async fn next_origin(&self, key: &StreamKey) -> Option<Origin> {
-        let own = &self.registry.inner.cluster.node_id;
+        let own = self.registry.node_id();
         let grace = Duration::from_secs(self.streams.config().publisher_grace_secs.max(1));
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            if let Ok(Some(origin)) = self.registry.lookup(key).await
-                && origin.node != *own
+            if let Ok(Some(origin)) = self.registry.lookup(&key.to_string()).await
+                && origin.node != own
             {
                 return Some(origin);
             }
@@ -484,12 +320,35 @@ impl Edge {
         origin: &Origin,
         state: &watch::Sender<PullState>,
     ) -> PullEnd {
-        let end = |why: String| PullEnd {
-            why,
-            played: false,
-            next: None,
+        let mut response = match self.request(key, origin).await {
+            Ok(response) => response,
+            Err((now, why)) => {
+                state.send_replace(now);
+                return PullEnd::after(false, why, None);
+            }
         };
-        let cluster = &self.registry.inner.cluster;
+        let info = PublisherInfo {
+            protocol: EDGE_PROTOCOL,
+            remote: None,
+        };
+        let mut publisher = match self.streams.publish(key.clone(), info).await {
+            Ok(p) => p,
+            Err(e) => {
+                state.send_replace(PullState::Failed(e.to_string()));
+                return PullEnd::after(false, e.to_string(), None);
+            }
+        };
+        self.relay(key, origin, state, &mut response, &mut publisher)
+            .await
+    }
+
+    /// Ask `origin` for `key`'s FLV: the response once it answers 200, or
+    /// the pull's state and why not.
+    async fn request(
+        &self,
+        key: &StreamKey,
+        origin: &Origin,
+    ) -> Result<reqwest::Response, (PullState, String)> {
         let url = format!(
             "{}/internal/live/{key}.flv",
             origin.url.trim_end_matches('/')
@@ -497,50 +356,41 @@ impl Edge {
         let request = self
             .client
             .get(&url)
-            .header(SECRET_HEADER, cluster.secret())
+            .header(SECRET_HEADER, &self.cluster_secret)
             .send();
-        let mut response = match tokio::time::timeout(self.start_timeout(), request).await {
+        let response = match tokio::time::timeout(self.start_timeout(), request).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let why = e.without_url().to_string();
-                state.send_replace(PullState::Failed(why.clone()));
-                return end(why);
+                return Err((PullState::Failed(why.clone()), why));
             }
             Err(_) => {
-                state.send_replace(PullState::Failed("no answer in time".into()));
-                return end("no answer in time".into());
+                let why = "no answer in time".to_owned();
+                return Err((PullState::Failed(why.clone()), why));
             }
         };
         match response.status() {
-            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::OK => Ok(response),
             reqwest::StatusCode::NOT_FOUND => {
-                state.send_replace(PullState::NotThere);
-                return end("not published at the origin".into());
+                Err((PullState::NotThere, "not published at the origin".into()))
             }
             other => {
                 let why = format!("the origin answered {other}");
-                state.send_replace(PullState::Failed(why.clone()));
-                return end(why);
+                Err((PullState::Failed(why.clone()), why))
             }
         }
-        let publisher = match self
-            .streams
-            .publish(
-                key.clone(),
-                PublisherInfo {
-                    protocol: EDGE_PROTOCOL,
-                    remote: None,
-                },
-            )
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                state.send_replace(PullState::Failed(e.to_string()));
-                return end(e.to_string());
-            }
-        };
-        let mut publisher = publisher;
+    }
+
+    /// Relay the origin's body into the local stream until it ends, breaks,
+    /// goes quiet, or a local publisher takes the stream.
+    async fn relay(
+        &self,
+        key: &StreamKey,
+        origin: &Origin,
+        state: &watch::Sender<PullState>,
+        response: &mut reqwest::Response,
+        publisher: &mut Publisher,
+    ) -> PullEnd {
         let bytes_in = self.streams.metrics().edge_bytes_in.clone();
         // The origin's stream sends nothing while in its grace period.
         let quiet = Duration::from_secs(self.streams.config().publisher_grace_secs + 5)
@@ -548,11 +398,12 @@ impl Edge {
         let mut reader = StreamReader::new();
         let mut playing = false;
         let mut silent = Duration::ZERO;
-        let own = &cluster.node_id;
         loop {
             let chunk = tokio::select! {
                 // Not followed: this node publishes the stream itself now.
-                () = publisher.replaced() => return end("a local publisher took the stream".into()),
+                () = publisher.replaced() => {
+                    return PullEnd::after(false, "a local publisher took the stream".into(), None);
+                }
                 chunk = tokio::time::timeout(FOLLOW_POLL * 2, response.chunk()) => chunk,
             };
             let bytes = match chunk {
@@ -564,74 +415,44 @@ impl Edge {
                     return PullEnd::after(playing, "the origin ended the stream".into(), None);
                 }
                 Ok(Err(e)) => {
-                    return PullEnd::after(
-                        playing,
-                        format!("the origin's body broke: {}", e.without_url()),
-                        None,
-                    );
+                    let why = format!("the origin's body broke: {}", e.without_url());
+                    return PullEnd::after(playing, why, None);
                 }
                 Err(_) => {
-                    // Quiet: the origin's publisher may be gone (its grace
-                    // period) and the device publishing on another node.
                     silent += FOLLOW_POLL * 2;
-                    if playing
-                        && let Ok(Some(next)) = self.registry.lookup(key).await
-                        && next.node != origin.node
-                        && next.node != *own
-                    {
-                        return PullEnd::after(
-                            playing,
-                            format!("the stream moved to {}", next.node),
-                            Some(next),
-                        );
-                    }
-                    if silent >= quiet {
-                        return PullEnd::after(
-                            playing,
-                            "the origin sent nothing in time".into(),
-                            None,
-                        );
+                    if let Some(end) = self.quiet(key, origin, playing, silent >= quiet).await {
+                        return end;
                     }
                     continue;
                 }
             };
             bytes_in.inc_by(bytes.len() as u64);
             reader.feed(&bytes);
-            loop {
-                let tag = match reader.next_tag() {
-                    Ok(Some(tag)) => tag,
-                    Ok(None) => break,
-                    Err(e) => {
-                        return PullEnd::after(
-                            playing,
-                            format!("the origin sent bad FLV: {e}"),
-                            None,
-                        );
-                    }
-                };
-                let payload = match tag.parse() {
-                    Ok(Some(p)) => p,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::debug!(stream = %key, error = %e, "edge pull: tag skipped");
-                        continue;
-                    }
-                };
-                let sync_point = match &payload {
-                    FlvPayload::Frame(f) => {
-                        f.is_keyframe()
-                            || (!f.is_video() && reader.header().is_some_and(|h| !h.has_video))
-                    }
-                    _ => false,
-                };
-                publisher.push(payload);
-                publisher.ready().await;
-                if sync_point && !playing {
-                    playing = true;
-                    state.send_replace(PullState::Playing);
-                }
+            if let Err(why) = forward(key, &mut reader, publisher, &mut playing, state).await {
+                return PullEnd::after(playing, why, None);
             }
         }
+    }
+
+    /// The origin sent nothing for a while: its publisher may be gone (its
+    /// grace period) and the device publishing on another node. How the
+    /// pull ends, or `None` to go on waiting.
+    async fn quiet(
+        &self,
+        key: &StreamKey,
+        origin: &Origin,
+        playing: bool,
+        too_long: bool,
+    ) -> Option<PullEnd> {
+        if playing
+            && let Ok(Some(next)) = self.registry.lookup(&key.to_string()).await
+            && next.node != origin.node
+            && next.node != self.registry.node_id()
+        {
+            let why = format!("the stream moved to {}", next.node);
+            return Some(PullEnd::after(playing, why, Some(next)));
+        }
+        too_long.then(|| PullEnd::after(playing, "the origin sent nothing in time".into(), None))
     }
 
     /// The stream idled (no viewer for `live.idle_timeout_secs`): stop its
@@ -654,6 +475,45 @@ impl Edge {
             for (_, pull) in pulls.drain() {
                 pull.cancel.cancel();
             }
+        }
+    }
+}
+
+/// Push every complete tag `reader` holds to `publisher`; the first sync
+/// point (a video keyframe, or any frame of an audio-only stream) marks the
+/// pull playing. `Err` tells why the origin's FLV is unusable.
+async fn forward(
+    key: &StreamKey,
+    reader: &mut StreamReader,
+    publisher: &mut Publisher,
+    playing: &mut bool,
+    state: &watch::Sender<PullState>,
+) -> Result<(), String> {
+    loop {
+        let tag = match reader.next_tag() {
+            Ok(Some(tag)) => tag,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("the origin sent bad FLV: {e}")),
+        };
+        let payload = match tag.parse() {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(stream = %key, error = %e, "edge pull: tag skipped");
+                continue;
+            }
+        };
+        let sync_point = match &payload {
+            FlvPayload::Frame(f) => {
+                f.is_keyframe() || (!f.is_video() && reader.header().is_some_and(|h| !h.has_video))
+            }
+            _ => false,
+        };
+        publisher.push(payload);
+        publisher.ready().await;
+        if sync_point && !*playing {
+            *playing = true;
+            state.send_replace(PullState::Playing);
         }
     }
 }

@@ -63,10 +63,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use retina::client::{
-    Credentials, InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
-    TcpTransportOptions, Transport,
+    Credentials, Demuxed, Described, InitialTimestampPolicy, PlayOptions, Session, SessionOptions,
+    SetupOptions, TcpTransportOptions, Transport,
 };
-use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParameters};
+use retina::codec::{
+    AudioFrame, CodecItem, FrameFormat, ParametersRef, VideoFrame, VideoParameters,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -74,8 +76,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use url::Url;
 
-use super::flv::FlvPayload;
-use super::{AacConfig, AvcConfig, MediaFrame, VideoCodec, VideoConfig};
+use crate::media::flv::FlvPayload;
+use crate::media::{AacConfig, AvcConfig, MediaFrame, VideoCodec, VideoConfig};
 
 /// Longest RTSP URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
@@ -640,6 +642,92 @@ fn avc_config(url: &str, params: &VideoParameters) -> Result<AvcConfig, PullErro
     })
 }
 
+/// The session's tracks the hub carries: the first H.264 video (required)
+/// and the first AAC audio.
+#[derive(Debug, Clone, Copy)]
+struct Tracks {
+    video: usize,
+    audio: Option<usize>,
+}
+
+/// Choose the tracks of a described session; an error naming what the
+/// camera offers when it has no H.264 video.
+fn pick_tracks(session: &Session<Described>, url: &str) -> Result<Tracks, PullError> {
+    let mut video = None;
+    let mut audio = None;
+    let mut offered = Vec::new();
+    for (i, stream) in session.streams().iter().enumerate() {
+        let kind = format!("{}/{}", stream.media(), stream.encoding_name());
+        match (stream.media(), stream.encoding_name()) {
+            ("video", "h264") if video.is_none() => video = Some(i),
+            ("audio", "mpeg4-generic")
+                if audio.is_none()
+                    && matches!(stream.parameters(), Some(ParametersRef::Audio(_))) =>
+            {
+                audio = Some(i)
+            }
+            _ => {
+                tracing::info!(stream = i, codec = %kind, "skipping a stream the hub does not carry")
+            }
+        }
+        offered.push(kind);
+    }
+    let Some(video) = video else {
+        return Err(PullError::UnsupportedCodec {
+            url: url.to_owned(),
+            offered: if offered.is_empty() {
+                "nothing".into()
+            } else {
+                offered.join(", ")
+            },
+        });
+    };
+    Ok(Tracks { video, audio })
+}
+
+/// `SETUP` each track (RTP interleaved over the RTSP connection), `PLAY`,
+/// and demux the frames.
+async fn play(
+    mut session: Session<Described>,
+    url: &str,
+    options: &PullOptions,
+    tracks: Tracks,
+) -> Result<Demuxed, PullError> {
+    for i in std::iter::once(tracks.video).chain(tracks.audio) {
+        let setup = SetupOptions::default()
+            .transport(Transport::Tcp(TcpTransportOptions::default()))
+            .frame_format(FrameFormat::MP4);
+        bounded(url, "SETUP", options.setup_timeout, session.setup(i, setup)).await?;
+    }
+    let playing = bounded(
+        url,
+        "PLAY",
+        options.setup_timeout,
+        session.play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive)),
+    )
+    .await?;
+    playing
+        .demuxed()
+        .map_err(|e| PullError::from_retina(url, &e, false))
+}
+
+/// The AAC configuration of audio track `i`; `None` (audio skipped) when
+/// unusable.
+fn aac_config(demuxed: &Demuxed, i: usize) -> Option<AacConfig> {
+    match demuxed.streams().get(i).and_then(|s| s.parameters()) {
+        Some(ParametersRef::Audio(p)) => {
+            match AacConfig::parse(Bytes::copy_from_slice(p.extra_data())) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    tracing::info!(error = %e, "AAC configuration unusable: audio skipped");
+                    None
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
 impl<S: MediaSink> SessionRun<'_, S> {
     /// Runs the session until it fails; answers why.
     async fn session(&mut self) -> PullError {
@@ -649,6 +737,8 @@ impl<S: MediaSink> SessionRun<'_, S> {
         }
     }
 
+    /// Connect, describe, set up, play, then forward frames until the
+    /// session fails.
     async fn try_session(&mut self) -> Result<std::convert::Infallible, PullError> {
         let options = &self.puller.options;
         let source = &self.puller.source;
@@ -656,84 +746,18 @@ impl<S: MediaSink> SessionRun<'_, S> {
         let session_options = SessionOptions::default()
             .creds(source.creds.clone())
             .user_agent(format!("roadhub/{}", env!("CARGO_PKG_VERSION")));
-        let mut session = bounded(
+        let session = bounded(
             &url,
             "connect and DESCRIBE",
             options.connect_timeout,
             Session::describe(source.url().clone(), session_options),
         )
         .await?;
-
-        let mut video = None;
-        let mut audio = None;
-        let mut offered = Vec::new();
-        for (i, stream) in session.streams().iter().enumerate() {
-            let kind = format!("{}/{}", stream.media(), stream.encoding_name());
-            match (stream.media(), stream.encoding_name()) {
-                ("video", "h264") if video.is_none() => video = Some(i),
-                ("audio", "mpeg4-generic")
-                    if audio.is_none()
-                        && matches!(stream.parameters(), Some(ParametersRef::Audio(_))) =>
-                {
-                    audio = Some(i)
-                }
-                _ => {
-                    tracing::info!(stream = i, codec = %kind, "skipping a stream the hub does not carry")
-                }
-            }
-            offered.push(kind);
-        }
-        let Some(video) = video else {
-            return Err(PullError::UnsupportedCodec {
-                url,
-                offered: if offered.is_empty() {
-                    "nothing".into()
-                } else {
-                    offered.join(", ")
-                },
-            });
-        };
-        for i in std::iter::once(video).chain(audio) {
-            let setup = SetupOptions::default()
-                .transport(Transport::Tcp(TcpTransportOptions::default()))
-                .frame_format(FrameFormat::MP4);
-            bounded(
-                &url,
-                "SETUP",
-                options.setup_timeout,
-                session.setup(i, setup),
-            )
-            .await?;
-        }
-        let playing = bounded(
-            &url,
-            "PLAY",
-            options.setup_timeout,
-            session
-                .play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive)),
-        )
-        .await?;
-        let mut demuxed = playing
-            .demuxed()
-            .map_err(|e| PullError::from_retina(&url, &e, false))?;
-        tracing::info!(audio = audio.is_some(), "rtsp session playing");
-
+        let tracks = pick_tracks(&session, &url)?;
+        let mut demuxed = play(session, &url, options, tracks).await?;
+        tracing::info!(audio = tracks.audio.is_some(), "rtsp session playing");
+        let audio_config = tracks.audio.and_then(|i| aac_config(&demuxed, i));
         let mut video_config: Option<AvcConfig> = None;
-        let audio_config: Option<AacConfig> = match audio
-            .and_then(|i| demuxed.streams().get(i))
-            .and_then(|s| s.parameters())
-        {
-            Some(ParametersRef::Audio(p)) => {
-                match AacConfig::parse(Bytes::copy_from_slice(p.extra_data())) {
-                    Ok(config) => Some(config),
-                    Err(e) => {
-                        tracing::info!(error = %e, "AAC configuration unusable: audio skipped");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
         let mut deadline = Instant::now() + options.idle_timeout;
         loop {
             // Time spent waiting for the sink is not the camera's.
@@ -758,71 +782,93 @@ impl<S: MediaSink> SessionRun<'_, S> {
                 Ok(Some(Ok(item))) => item,
             };
             match item {
-                CodecItem::VideoFrame(frame) if frame.stream_id() == video => {
+                CodecItem::VideoFrame(frame) if frame.stream_id() == tracks.video => {
                     deadline = Instant::now() + options.idle_timeout;
-                    self.count(frame.data().len());
-                    if frame.has_new_parameters() || video_config.is_none() {
-                        let Some(ParametersRef::Video(params)) =
-                            demuxed.streams().get(video).and_then(|s| s.parameters())
-                        else {
-                            continue; // no SPS/PPS yet: nothing decodable
-                        };
-                        let config = avc_config(&url, params)?;
-                        if video_config.as_ref() != Some(&config) {
-                            tracing::info!(
-                                width = config.width,
-                                height = config.height,
-                                codec = %config.codec_string(),
-                                "video configuration"
-                            );
-                            self.sink
-                                .push(FlvPayload::VideoConfig(VideoConfig::Avc(config.clone())));
-                            if !self.played
-                                && let Some(aac) = audio_config.as_ref()
-                            {
-                                self.sink.push(FlvPayload::AudioConfig(aac.clone()));
-                            }
-                            video_config = Some(config);
-                        }
-                    }
-                    let keyframe = frame.is_random_access_point();
-                    if !self.played {
-                        if !keyframe {
-                            continue;
-                        }
-                        self.played = true;
-                        self.state.send_replace(PullState::Playing);
-                    }
-                    let ts = frame.timestamp();
-                    let dts_ms =
-                        self.timeline
-                            .dts_ms(Track::Video, ts.elapsed(), ts.clock_rate().get());
-                    *self.last_frame_at = Some(Instant::now());
-                    self.sink.push(FlvPayload::Frame(MediaFrame::video(
-                        VideoCodec::H264,
-                        keyframe,
-                        dts_ms,
-                        0,
-                        Bytes::from(frame.into_data()),
-                    )));
+                    let config = demuxed
+                        .streams()
+                        .get(tracks.video)
+                        .and_then(|s| s.parameters());
+                    let audio = audio_config.as_ref();
+                    self.video(frame, config, &mut video_config, audio, &url)?;
                 }
-                CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == audio => {
-                    self.count(frame.data().len());
-                    if !self.played || audio_config.is_none() {
-                        continue;
-                    }
-                    let ts = frame.timestamp();
-                    let dts_ms =
-                        self.timeline
-                            .dts_ms(Track::Audio, ts.elapsed(), ts.clock_rate().get());
-                    self.sink.push(FlvPayload::Frame(MediaFrame::audio(
-                        dts_ms,
-                        Bytes::copy_from_slice(frame.data()),
-                    )));
+                CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == tracks.audio => {
+                    self.audio(&frame, audio_config.is_some());
                 }
                 _ => {}
             }
         }
+    }
+
+    /// A video frame: a new configuration first when it changed, then the
+    /// frame, from the session's first keyframe on.
+    fn video(
+        &mut self,
+        frame: VideoFrame,
+        params: Option<ParametersRef<'_>>,
+        video_config: &mut Option<AvcConfig>,
+        audio_config: Option<&AacConfig>,
+        url: &str,
+    ) -> Result<(), PullError> {
+        self.count(frame.data().len());
+        if frame.has_new_parameters() || video_config.is_none() {
+            let Some(ParametersRef::Video(params)) = params else {
+                return Ok(()); // no SPS/PPS yet: nothing decodable
+            };
+            let config = avc_config(url, params)?;
+            if video_config.as_ref() != Some(&config) {
+                tracing::info!(
+                    width = config.width,
+                    height = config.height,
+                    codec = %config.codec_string(),
+                    "video configuration"
+                );
+                self.sink
+                    .push(FlvPayload::VideoConfig(VideoConfig::Avc(config.clone())));
+                if !self.played
+                    && let Some(aac) = audio_config
+                {
+                    self.sink.push(FlvPayload::AudioConfig(aac.clone()));
+                }
+                *video_config = Some(config);
+            }
+        }
+        let keyframe = frame.is_random_access_point();
+        if !self.played {
+            if !keyframe {
+                return Ok(());
+            }
+            self.played = true;
+            self.state.send_replace(PullState::Playing);
+        }
+        let ts = frame.timestamp();
+        let dts_ms = self
+            .timeline
+            .dts_ms(Track::Video, ts.elapsed(), ts.clock_rate().get());
+        *self.last_frame_at = Some(Instant::now());
+        self.sink.push(FlvPayload::Frame(MediaFrame::video(
+            VideoCodec::H264,
+            keyframe,
+            dts_ms,
+            0,
+            Bytes::from(frame.into_data()),
+        )));
+        Ok(())
+    }
+
+    /// An audio frame: forwarded once video plays, if AAC is usable.
+    fn audio(&mut self, frame: &AudioFrame, usable: bool) {
+        self.count(frame.data().len());
+        if !self.played || !usable {
+            return;
+        }
+        let ts = frame.timestamp();
+        let dts_ms = self
+            .timeline
+            .dts_ms(Track::Audio, ts.elapsed(), ts.clock_rate().get());
+        self.sink.push(FlvPayload::Frame(MediaFrame::audio(
+            dts_ms,
+            Bytes::copy_from_slice(frame.data()),
+        )));
     }
 
     fn count(&mut self, n: usize) {

@@ -1,5 +1,5 @@
 //! The pure core of a live stream, apart from the actor that runs it
-//! ([`crate::media::stream`]): the output timeline, the GOP cache, the
+//! ([`crate::live::stream`]): the output timeline, the GOP cache, the
 //! sequence headers, the HLS feed, and each viewer's bounded queue with its
 //! lag policy. No I/O and no actor here, so unit tests feed it directly.
 //!

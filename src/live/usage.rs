@@ -1,7 +1,8 @@
 //! Data-usage accounting of live video: bytes per vehicle, day and kind,
 //! and seconds of live video per vehicle and day, counted in memory and
-//! added to the database (`traffic`, `live_usage`) by one flush every few
-//! seconds, so the media path never waits on the database.
+//! added to the plans' store ([`Plans`]: the database's `traffic` and
+//! `live_usage`) by one flush every few seconds, so the media path never
+//! waits on the database.
 //!
 //! Streams report what they counted (a publisher's bytes once a second or
 //! so, not per packet); [`Usage::flush`] swaps the pending counts out under
@@ -14,12 +15,11 @@
 //! what is still pending.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::db::queries::usage::{self as q, LiveAdd, TrafficAdd, day_start_ms, month_start_ms};
-use crate::db::{Db, DbError};
-use crate::util::now_ms;
+use crate::live::ports::{BackendError, LiveCount, Plans, TrafficCount};
+use crate::util::{day_start_ms, month_start_ms, now_ms};
 
 /// Kinds of traffic rows written by live video.
 pub mod kind {
@@ -54,7 +54,7 @@ impl LiveQuota {
 
 /// Usage counters of one node.
 pub struct Usage {
-    db: Db,
+    plans: Arc<dyn Plans>,
     pending: Mutex<Pending>,
     /// Per vehicle: when read, the month, stored live seconds and the
     /// plan's limit. HLS players ask for the quota with every playlist
@@ -71,9 +71,9 @@ type StoredQuota = (std::time::Instant, i64, i64, Option<i64>);
 const QUOTA_CACHE: Duration = Duration::from_secs(5);
 
 impl Usage {
-    pub fn new(db: Db) -> Self {
+    pub fn new(plans: Arc<dyn Plans>) -> Self {
         Self {
-            db,
+            plans,
             pending: Mutex::new(Pending::default()),
             stored: Mutex::new(HashMap::new()),
         }
@@ -104,32 +104,32 @@ impl Usage {
 
     /// Write what is pending. Live time is written in whole seconds; the
     /// remainder stays pending for the next flush.
-    pub async fn flush(&self) -> Result<(), DbError> {
+    pub async fn flush(&self) -> Result<(), BackendError> {
         let taken = match self.pending.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => return Ok(()),
         };
-        let traffic: Vec<TrafficAdd> = taken
+        let traffic: Vec<TrafficCount> = taken
             .traffic
             .iter()
-            .map(|(&(vehicle_id, day, kind), &bytes)| TrafficAdd {
+            .map(|(&(vehicle_id, day, kind), &bytes)| TrafficCount {
                 vehicle_id,
                 day,
-                kind: kind.to_string(),
+                kind,
                 bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
             })
             .collect();
-        let live: Vec<LiveAdd> = taken
+        let live: Vec<LiveCount> = taken
             .live_ms
             .iter()
             .filter(|(_, ms)| **ms >= 1000)
-            .map(|(&(vehicle_id, day), &ms)| LiveAdd {
+            .map(|(&(vehicle_id, day), &ms)| LiveCount {
                 vehicle_id,
                 day,
                 seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
             })
             .collect();
-        let result = self.db.run(move |c| q::add(c, &traffic, &live)).await;
+        let result = self.plans.add_usage(traffic, live).await;
         if let Ok(mut p) = self.pending.lock() {
             for (key, ms) in taken.live_ms {
                 // Sub-second remainders always go back; everything goes
@@ -152,7 +152,7 @@ impl Usage {
     }
 
     /// Flush every `every` until the task is dropped (aborted).
-    pub async fn flush_every(self: std::sync::Arc<Self>, every: Duration) {
+    pub async fn flush_every(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -165,7 +165,7 @@ impl Usage {
     }
 
     /// Live seconds `vehicle` used this month against its plan.
-    pub async fn live_quota(&self, vehicle: i64) -> Result<LiveQuota, DbError> {
+    pub async fn live_quota(&self, vehicle: i64) -> Result<LiveQuota, BackendError> {
         let month = month_start_ms(now_ms());
         let cached = self.stored.lock().ok().and_then(|m| {
             m.get(&vehicle)
@@ -175,17 +175,11 @@ impl Usage {
         let (stored, limit) = match cached {
             Some(hit) => hit,
             None => {
-                let (stored, plan) = self
-                    .db
-                    .run(move |c| {
-                        Ok((
-                            q::live_seconds_since(c, vehicle, month)?,
-                            q::plan_of(c, vehicle)?,
-                        ))
-                    })
-                    .await?;
-                let limit = plan
-                    .map(|p| i64::from(p.live_minutes_per_month) * 60)
+                let allowance = self.plans.live_allowance(vehicle, month).await?;
+                let stored = allowance.stored_seconds;
+                let limit = allowance
+                    .minutes_per_month
+                    .map(|m| m * 60)
                     .filter(|l| *l > 0);
                 if let Ok(mut m) = self.stored.lock() {
                     m.insert(vehicle, (std::time::Instant::now(), month, stored, limit));
