@@ -36,6 +36,7 @@ use crate::live::edge::{Edge, OriginReporter};
 use crate::live::ondemand::{OnDemand, Sources};
 use crate::live::rtmp::RtmpContext;
 use crate::live::stream::Streams;
+use crate::live::usage::Usage;
 use crate::metrics::Metrics;
 
 pub mod live_ports;
@@ -145,8 +146,13 @@ pub async fn serve_with(
         .context("registering hub metrics")?;
     // Live video: the streams and the RTMP ingest share one arbiter.
     let media_arbiter = actix_rt::Arbiter::new();
-    let (live, ondemand) = start_live(&media_arbiter.handle(), &config, &hub, &metrics);
-    let usage = hub.usage.clone();
+    let usage = Arc::new(Usage::new(Arc::new(db.clone())));
+    let (live, ondemand) = start_live(&media_arbiter.handle(), &config, &hub, &metrics, &usage);
+    hub.set_live(Arc::new(live_ports::LiveStarts {
+        usage: usage.clone(),
+        jwt: jwt.clone(),
+        rtmp: config.rtmp.clone(),
+    }));
     let usage_flusher = actix_rt::spawn(
         usage
             .clone()
@@ -233,9 +239,10 @@ fn start_live(
     config: &Config,
     hub: &Arc<Hub>,
     metrics: &Metrics,
+    usage: &Arc<Usage>,
 ) -> (Streams, Arc<OnDemand>) {
     let live = Streams::start(arbiter, config.live.clone(), metrics.live.clone());
-    live.set_usage(hub.usage.clone());
+    live.set_usage(usage.clone());
     let (registry, cluster_secret): (Arc<dyn StreamRegistry>, String) = match &hub.cluster {
         Some(cluster) => (
             Arc::new(RedisStreams::new(cluster.clone())),
@@ -253,7 +260,7 @@ fn start_live(
         edge: Edge::new(registry, live.clone(), cluster_secret),
         jwt: hub.jwt.clone(),
     };
-    let ondemand = OnDemand::new(config, sources, live.clone(), hub.usage.clone());
+    let ondemand = OnDemand::new(config, sources, live.clone(), usage.clone());
     live.set_activator(ondemand.clone());
     (live, ondemand)
 }

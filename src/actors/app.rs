@@ -340,15 +340,8 @@ async fn live_start_args(hub: &Hub, vehicle: i64, args: Value) -> Result<Value, 
         Some(Value::String(c)) => c.clone(),
         Some(_) => return Err("invalid_payload"),
     };
-    let key = crate::live::stream::StreamKey::new(vehicle, &channel).ok_or("invalid_payload")?;
-    match hub.usage.live_quota(vehicle).await {
-        Ok(q) if q.exceeded() => return Err("live_quota_exceeded"),
-        Ok(_) => {}
-        Err(_) => return Err("unavailable"),
-    }
-    let ttl = std::time::Duration::from_secs(600);
-    let url = crate::live::ondemand::publish_url(&hub.jwt, &hub.config.rtmp, &key, ttl)
-        .map_err(|_| "unavailable")?;
+    let live = hub.live().ok_or("unavailable")?;
+    let url = live.publish_url(vehicle, channel.clone()).await?;
     args.insert("channel".into(), Value::String(channel));
     args.insert("url".into(), Value::String(url));
     Ok(Value::Object(args))

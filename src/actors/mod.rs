@@ -60,8 +60,9 @@ pub struct Hub {
     pub rooms: Addr<RoomSupervisor>,
     pub presence: Presence,
     pub stats: HubStats,
-    /// Live-video data usage and the plans' live minutes.
-    pub usage: std::sync::Arc<crate::live::usage::Usage>,
+    /// The live-video runtime's answer to an app's `live.start` (handed in
+    /// by the node: the runtime stands above the hub).
+    live: std::sync::OnceLock<std::sync::Arc<dyn LiveStart>>,
     /// The other nodes (None on a single node): identity, secret, stats.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Presence and control across nodes (in process on a single node).
@@ -70,7 +71,31 @@ pub struct Hub {
     next_command: AtomicU64,
 }
 
+/// What the hub asks of the live-video runtime, which stands above it in
+/// the layering: for an app's `live.start`, the RTMP publish URL of a
+/// vehicle's channel once the plan's live minutes are checked. The node
+/// implements it over the runtime and hands it in with [`Hub::set_live`].
+pub trait LiveStart: Send + Sync + 'static {
+    /// The publish URL, or the ack error code (`invalid_payload` for a bad
+    /// channel name, `live_quota_exceeded`, `unavailable`).
+    fn publish_url(
+        &self,
+        vehicle_id: i64,
+        channel: String,
+    ) -> futures_util::future::BoxFuture<'_, Result<String, &'static str>>;
+}
+
 impl Hub {
+    /// Hand in the live runtime (once, when the node is wired).
+    pub fn set_live(&self, live: std::sync::Arc<dyn LiveStart>) {
+        let _ = self.live.set(live);
+    }
+
+    /// The live runtime, if the node wired one (it always does in `serve`).
+    pub(crate) fn live(&self) -> Option<&std::sync::Arc<dyn LiveStart>> {
+        self.live.get()
+    }
+
     pub fn new(
         config: Config,
         db: Db,
@@ -80,9 +105,7 @@ impl Hub {
         cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
-            usage: std::sync::Arc::new(crate::live::usage::Usage::new(std::sync::Arc::new(
-                db.clone(),
-            ))),
+            live: std::sync::OnceLock::new(),
             config,
             db,
             ingest,

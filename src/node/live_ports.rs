@@ -1,15 +1,19 @@
 //! The live runtime's ports ([`crate::live::ports`]) over the hub and the
 //! database: device sessions through the hub (on this node or, in a
 //! cluster, another), plans, usage, channels and device tokens through the
-//! database's queries.
+//! database's queries; and the hub's one need of the live runtime, an
+//! app's `live.start` ([`LiveStarts`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::actors::Hub;
+use crate::actors::{Hub, LiveStart};
+use crate::auth::JwtKeys;
+use crate::config::RtmpConfig;
 use crate::actors::device::SendCommand;
 use crate::db::queries::{channels, usage, vehicles};
 use crate::db::{Db, DbError};
@@ -17,6 +21,9 @@ use crate::live::ports::{
     BackendError, BackendResult, Channels, DeviceLink, LiveAllowance, LiveCount, Plans,
     PublishAuth, TrafficCount,
 };
+use crate::live::ondemand;
+use crate::live::stream::StreamKey;
+use crate::live::usage::Usage;
 use crate::util::sha256_hex;
 
 /// A database failure as the live runtime sees it: no free connection is
@@ -135,6 +142,37 @@ impl PublishAuth for Db {
                 .await
                 .map_err(backend)?;
             Ok(vehicle.map(|v| v.id))
+        })
+    }
+}
+
+/// An app's `live.start` as the hub asks for it ([`LiveStart`]): the plan's
+/// live minutes from the runtime's usage, then a publish URL carrying a
+/// publish token for that one stream.
+pub struct LiveStarts {
+    pub usage: Arc<Usage>,
+    pub jwt: JwtKeys,
+    pub rtmp: RtmpConfig,
+}
+
+/// How long the publish token of an app's `live.start` URL is good for.
+const LIVE_START_URL_TTL: Duration = Duration::from_secs(600);
+
+impl LiveStart for LiveStarts {
+    fn publish_url(
+        &self,
+        vehicle_id: i64,
+        channel: String,
+    ) -> BoxFuture<'_, Result<String, &'static str>> {
+        Box::pin(async move {
+            let key = StreamKey::new(vehicle_id, &channel).ok_or("invalid_payload")?;
+            match self.usage.live_quota(vehicle_id).await {
+                Ok(q) if q.exceeded() => return Err("live_quota_exceeded"),
+                Ok(_) => {}
+                Err(_) => return Err("unavailable"),
+            }
+            ondemand::publish_url(&self.jwt, &self.rtmp, &key, LIVE_START_URL_TTL)
+                .map_err(|_| "unavailable")
         })
     }
 }
