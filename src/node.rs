@@ -174,10 +174,10 @@ pub async fn serve_with(
     };
     let housekeeping = actix_rt::spawn(housekeeping(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = http::router(state.clone()).merge(crate::socketio::transport::router(
-        "/socket.io/",
-        sio.clone(),
-    ));
+    let app = http::router(
+        state.clone(),
+        crate::socketio::transport::router("/socket.io/", sio.clone()),
+    );
     let rtmp_ctx = RtmpContext {
         streams: live.clone(),
         db: state.db.clone(),
