@@ -1,6 +1,7 @@
 //! Prometheus metrics: one registry per node, served at `GET /metrics` in
-//! the text exposition format. Process metrics (CPU, memory, open files)
-//! come from the `process` collector; HTTP requests are counted and timed
+//! the text exposition format. Process metrics (memory, open files) come
+//! from the `process` collector, CPU time from `getrusage` (in fractions of
+//! a second); HTTP requests are counted and timed
 //! by route template (never the raw path, to bound cardinality) and status.
 
 use std::time::Duration;
@@ -8,6 +9,94 @@ use std::time::Duration;
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The method label: a standard HTTP method, or `other`.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
+}
+
+/// The stock `process` collector's name for CPU time.
+const PROCESS_CPU: &str = "process_cpu_seconds_total";
+
+/// The stock `process` collector (memory, open files, threads, start
+/// time), with `process_cpu_seconds_total` replaced by one in fractions of
+/// a second from `getrusage` (the stock one counts whole seconds).
+struct ProcessMetrics {
+    stock: prometheus::process_collector::ProcessCollector,
+    cpu: prometheus::Counter,
+    /// Serializes scrapes' updates of `cpu` (a delta added twice would
+    /// overshoot).
+    cpu_update: std::sync::Mutex<()>,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl ProcessMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        use prometheus::core::Collector as _;
+        let stock = prometheus::process_collector::ProcessCollector::for_self();
+        let cpu = prometheus::Counter::new(
+            PROCESS_CPU,
+            "Total user and system CPU time spent in seconds",
+        )?;
+        let descs = stock
+            .desc()
+            .into_iter()
+            .filter(|d| d.fq_name != PROCESS_CPU)
+            .chain(cpu.desc())
+            .cloned()
+            .collect();
+        Ok(Self {
+            stock,
+            cpu,
+            cpu_update: std::sync::Mutex::new(()),
+            descs,
+        })
+    }
+
+    /// User plus system CPU seconds of this process.
+    fn cpu_seconds() -> Option<f64> {
+        let usage =
+            nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        Some(secs(usage.user_time()) + secs(usage.system_time()))
+    }
+}
+
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut out: Vec<_> = self
+            .stock
+            .collect()
+            .into_iter()
+            .filter(|mf| mf.name() != PROCESS_CPU)
+            .collect();
+        if let Some(now) = Self::cpu_seconds() {
+            let _guard = self
+                .cpu_update
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let seen = self.cpu.get();
+            if now > seen {
+                self.cpu.inc_by(now - seen);
+            }
+        }
+        out.extend(self.cpu.collect());
+        out
+    }
+}
 
 /// The node's metrics.
 #[derive(Clone)]
@@ -144,9 +233,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(ProcessMetrics::new()?))?;
         let live = LiveMetrics::new(&registry)?;
         Ok(Self {
             registry,
@@ -160,9 +247,12 @@ impl Metrics {
         &self.registry
     }
 
+    /// Count and time one HTTP request. `route` must be a matched route
+    /// template or [`UNMATCHED_ROUTE`] (never the raw path); `method` is
+    /// folded to the standard methods or `other`, so labels stay bounded.
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let status = status.to_string();
-        let labels = [method, route, status.as_str()];
+        let labels = [method_label(method), route, status.as_str()];
         self.http_requests.with_label_values(&labels).inc();
         self.http_duration
             .with_label_values(&labels)

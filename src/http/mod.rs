@@ -119,13 +119,14 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Count and time every request by route template and status, in a span
-/// carrying the method and route.
+/// Count and time every request (REST, live, Socket.IO) by method, route
+/// template (`unmatched` when none matched: never the raw path) and status,
+/// in a span carrying the method and route.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
+        .map_or(crate::metrics::UNMATCHED_ROUTE, |p| p.as_str())
         .to_owned();
     let method = req.method().clone();
     let span = tracing::info_span!("http", method = %method, route = %route);
