@@ -153,12 +153,12 @@ impl LiveMetrics {
                 &["protocol"],
             )?,
             bytes_in: prometheus::IntCounter::new(
-                "roadhub_live_bytes_in_total",
+                "roadhub_live_received_bytes_total",
                 "Media bytes received from publishers",
             )?,
             bytes_out: IntCounterVec::new(
                 Opts::new(
-                    "roadhub_live_bytes_out_total",
+                    "roadhub_live_sent_bytes_total",
                     "Media bytes sent to viewers",
                 ),
                 &["protocol"],
@@ -184,11 +184,11 @@ impl LiveMetrics {
                 "Edge pulls started from the stream's origin node",
             )?,
             edge_pulls_active: prometheus::IntGauge::new(
-                "roadhub_live_edge_pulls",
+                "roadhub_live_edge_pulls_active",
                 "Edge pulls running",
             )?,
             edge_bytes_in: prometheus::IntCounter::new(
-                "roadhub_live_edge_bytes_in_total",
+                "roadhub_live_edge_received_bytes_total",
                 "Media bytes received by edge pulls from origin nodes",
             )?,
         };

@@ -149,11 +149,11 @@ async fn ffmpeg_publishes_and_http_flv_plays_h264_aac() {
     assert!(metrics.contains("roadhub_live_publishers 1"), "{metrics}");
     let bytes_in = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("roadhub_live_bytes_in_total "))
+        .find_map(|l| l.strip_prefix("roadhub_live_received_bytes_total "))
         .unwrap();
     assert!(bytes_in.parse::<u64>().unwrap() > 10_000, "{metrics}");
     assert!(
-        metrics.contains("roadhub_live_bytes_out_total{protocol=\"flv\"}"),
+        metrics.contains("roadhub_live_sent_bytes_total{protocol=\"flv\"}"),
         "{metrics}"
     );
 }
