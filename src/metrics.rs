@@ -24,6 +24,75 @@ fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// A latency histogram's name, help and buckets (seconds).
+pub struct LatencyDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub buckets: &'static [f64],
+}
+
+/// Storage commits: short, a slow disk shows in the upper buckets.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Round trips through a device or a player: up to tens of seconds.
+const ROUND_TRIP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Telemetry transaction commit time, in the ingest writer.
+pub const INGEST_COMMIT: LatencyDef = LatencyDef {
+    name: "roadhub_ingest_commit_duration_seconds",
+    help: "Time to write and commit one telemetry transaction",
+    buckets: COMMIT_BUCKETS,
+};
+
+/// Live video: a viewer's request to its first media bytes.
+pub const LIVE_FIRST_FRAME: LatencyDef = LatencyDef {
+    name: "roadhub_live_time_to_first_frame_seconds",
+    help: "Time from a live viewer's start to its first media bytes",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
+/// A latency histogram, created (unregistered) by the part that observes
+/// it and registered at wiring time ([`Metrics::register_latency`]).
+/// Observing is a few atomic operations. The default is a no-op.
+#[derive(Clone, Default)]
+pub struct Latency(Option<prometheus::Histogram>);
+
+impl Latency {
+    pub fn new(def: &LatencyDef) -> Self {
+        let opts = HistogramOpts::new(def.name, def.help).buckets(def.buckets.to_vec());
+        match prometheus::Histogram::with_opts(opts) {
+            Ok(h) => Self(Some(h)),
+            Err(e) => {
+                tracing::error!(name = def.name, error = %e, "latency histogram not created");
+                Self(None)
+            }
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        if let Some(h) = &self.0 {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, prometheus::Histogram::get_sample_count)
+    }
+}
+
+impl std::fmt::Debug for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Latency").field(&self.count()).finish()
+    }
+}
+
 /// The stock `process` collector's name for CPU time.
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 
@@ -135,6 +204,8 @@ pub struct LiveMetrics {
     pub edge_pulls_active: prometheus::IntGauge,
     /// Media bytes received by edge pulls (not in `bytes_in`).
     pub edge_bytes_in: prometheus::IntCounter,
+    /// A viewer's start to its first media bytes.
+    pub first_frame: Latency,
 }
 
 impl LiveMetrics {
@@ -191,6 +262,7 @@ impl LiveMetrics {
                 "roadhub_live_edge_received_bytes_total",
                 "Media bytes received by edge pulls from origin nodes",
             )?,
+            first_frame: Latency::new(&LIVE_FIRST_FRAME),
         };
         registry.register(Box::new(live.streams.clone()))?;
         registry.register(Box::new(live.publishers.clone()))?;
@@ -257,6 +329,14 @@ impl Metrics {
         self.http_duration
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Export `latency` (a no-op one is skipped).
+    pub fn register_latency(&self, latency: &Latency) -> Result<(), prometheus::Error> {
+        match &latency.0 {
+            Some(h) => self.registry.register(Box::new(h.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The text exposition of every metric.

@@ -135,6 +135,12 @@ pub async fn serve_with(
     metrics
         .watch_hub(hub.clone(), sio.clone())
         .context("registering hub metrics")?;
+    metrics
+        .register_latency(&hub.ingest.metrics().commit_seconds)
+        .context("registering ingest metrics")?;
+    metrics
+        .register_latency(&metrics.live.first_frame)
+        .context("registering live metrics")?;
     // Live video: the streams and the RTMP ingest share one arbiter.
     let media_arbiter = actix_rt::Arbiter::new();
     let live = Streams::start(

@@ -231,7 +231,10 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     assert_eq!(metric(&n3.base, "roadhub_live_edge_pulls_total").await, 1.0);
     assert_eq!(metric(&n1.base, "roadhub_live_edge_pulls_total").await, 0.0);
     // An edge's bytes are not publisher bytes (usage is the origin's).
-    assert_eq!(metric(&n2.base, "roadhub_live_received_bytes_total").await, 0.0);
+    assert_eq!(
+        metric(&n2.base, "roadhub_live_received_bytes_total").await,
+        0.0
+    );
     assert!(metric(&n2.base, "roadhub_live_edge_received_bytes_total").await > 10_000.0);
 
     // The viewers gone (HLS counts for 10 s), the edges stop pulling and

@@ -40,7 +40,10 @@ fn allow_credentials(headers: &Headers) -> Option<String> {
 async fn handshake(server: &TestServer, origin: &str) -> (Headers, String) {
     let client = server.api().client;
     let res = client
-        .get(format!("{}/socket.io/?EIO=4&transport=polling", server.base))
+        .get(format!(
+            "{}/socket.io/?EIO=4&transport=polling",
+            server.base
+        ))
         .header("origin", origin)
         .send()
         .await
@@ -88,14 +91,21 @@ async fn polling_transport_answers_cors_to_allowed_origins_only() {
             .await
             .unwrap();
         assert!(preflight.status().is_success(), "{preflight:?}");
-        assert_eq!(allow_origin(preflight.headers()), expected, "preflight from {origin}");
+        assert_eq!(
+            allow_origin(preflight.headers()),
+            expected,
+            "preflight from {origin}"
+        );
         if expected.is_some() {
             let methods = preflight.headers()["access-control-allow-methods"]
                 .to_str()
                 .unwrap()
                 .to_string();
             assert!(methods.contains("POST"), "{methods}");
-            assert_eq!(allow_credentials(preflight.headers()), allow_credentials(&api));
+            assert_eq!(
+                allow_credentials(preflight.headers()),
+                allow_credentials(&api)
+            );
         }
         let post = client
             .post(&url)
@@ -122,8 +132,7 @@ async fn websocket_status(server: &TestServer, origin: Option<&str>) -> u16 {
     );
     let mut req = url.into_client_request().unwrap();
     if let Some(origin) = origin {
-        req.headers_mut()
-            .insert("origin", origin.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
     }
     let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await

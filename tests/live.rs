@@ -156,6 +156,11 @@ async fn ffmpeg_publishes_and_http_flv_plays_h264_aac() {
         metrics.contains("roadhub_live_sent_bytes_total{protocol=\"flv\"}"),
         "{metrics}"
     );
+    let first_frames = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("roadhub_live_time_to_first_frame_seconds_count "))
+        .unwrap();
+    assert!(first_frames.parse::<u64>().unwrap() >= 1, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
