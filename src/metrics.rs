@@ -48,6 +48,21 @@ pub const INGEST_COMMIT: LatencyDef = LatencyDef {
     buckets: COMMIT_BUCKETS,
 };
 
+/// A device's loc/event received to its ack (sent after the commit).
+pub const DEVICE_ACK: LatencyDef = LatencyDef {
+    name: "roadhub_device_ack_duration_seconds",
+    help: "Time from a device's loc or event to its ack (after the commit)",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
+/// An app's `command` to the device's ack (through another node if the
+/// device is there).
+pub const COMMAND_ROUND_TRIP: LatencyDef = LatencyDef {
+    name: "roadhub_command_round_trip_seconds",
+    help: "Time from an app's command to the device's ack (timeouts and offline excluded)",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
 /// Live video: a viewer's request to its first media bytes.
 pub const LIVE_FIRST_FRAME: LatencyDef = LatencyDef {
     name: "roadhub_live_time_to_first_frame_seconds",

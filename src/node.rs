@@ -139,6 +139,12 @@ pub async fn serve_with(
         .register_latency(&hub.ingest.metrics().commit_seconds)
         .context("registering ingest metrics")?;
     metrics
+        .register_latency(&hub.stats.device_ack)
+        .context("registering hub metrics")?;
+    metrics
+        .register_latency(&hub.stats.command_round_trip)
+        .context("registering hub metrics")?;
+    metrics
         .register_latency(&metrics.live.first_frame)
         .context("registering live metrics")?;
     // Live video: the streams and the RTMP ingest share one arbiter.

@@ -97,3 +97,61 @@ async fn process_cpu_seconds_has_fractions() {
     assert!(cpu > 0.0, "{cpu}");
     assert!(cpu.fract() != 0.0, "whole seconds only: {cpu}");
 }
+
+/// A histogram's `_count` on the node.
+async fn count(base: &str, histogram: &str) -> f64 {
+    common::metric(base, &format!("{histogram}_count")).await
+}
+
+#[tokio::test]
+async fn device_acks_commands_and_commits_are_timed() {
+    use common::sio::SioClient;
+    use serde_json::json;
+    const T: Duration = Duration::from_secs(10);
+    let server = TestServer::start().await;
+    let base = server.base.clone();
+    let api = server.api();
+    let owner = api.new_user("owner@example.com").await;
+    let v = api.new_vehicle(&owner, "MX-1").await;
+    let vehicle = v["id"].as_i64().unwrap();
+    let token = v["device_token"].as_str().unwrap();
+    let histograms = [
+        "roadhub_device_ack_duration_seconds",
+        "roadhub_command_round_trip_seconds",
+        "roadhub_ingest_commit_duration_seconds",
+    ];
+    let mut before = Vec::new();
+    for h in histograms {
+        before.push(count(&base, h).await);
+    }
+    let mut device =
+        SioClient::connect(&base, "/device", json!({"serial": "MX-1", "token": token}))
+            .await
+            .unwrap();
+    let mut app = SioClient::connect(&base, "/app", json!({"token": owner.access}))
+        .await
+        .unwrap();
+    let t = roadhub::util::now_ms();
+    let ack = device
+        .emit_ack(
+            "loc",
+            json!({"points": [{"t": t, "lat": 37.5, "lon": 127.0}]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let id = app
+        .send_with_ack(
+            "command",
+            json!({"vehicle": vehicle, "name": "snapshot", "args": {}}),
+        )
+        .await;
+    let (_cmd, ack_id) = device.event("command", T).await.expect("command");
+    device
+        .ack(ack_id.expect("ack id"), json!({"ok": true}))
+        .await;
+    assert_eq!(app.wait_ack(id, T).await.unwrap(), json!({"ok": true}));
+    for (h, was) in histograms.into_iter().zip(before) {
+        let now = count(&base, h).await;
+        assert!(now > was, "{h}: {was} -> {now}");
+    }
+}
