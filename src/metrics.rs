@@ -1,8 +1,18 @@
 //! Prometheus metrics: one registry per node, served at `GET /metrics` in
-//! the text exposition format. Process metrics (memory, open files) come
-//! from the `process` collector, CPU time from `getrusage` (in fractions of
-//! a second); HTTP requests are counted and timed
-//! by route template (never the raw path, to bound cardinality) and status.
+//! the text exposition format (every name is listed in `docs/METRICS.md`).
+//!
+//! A low-level module: it imports no other part of the node. It holds
+//! - the registry, the HTTP request counter and duration histogram (by
+//!   method, bounded to the standard methods or `other`, route template or
+//!   `unmatched`, never the raw path, and status);
+//! - process metrics: the `process` collector (memory, open files, threads)
+//!   with CPU time in fractions of a second from `getrusage`;
+//! - live video figures ([`LiveMetrics`]), handed to the streams;
+//! - latency histograms ([`Latency`], defined here by [`LatencyDef`]),
+//!   created by the part that observes them and registered at wiring time;
+//! - [`Reading`]s: gauges and counters a part (Socket.IO, the hub, the
+//!   ingest writer, the cluster) builds over its own atomics, read at scrape
+//!   time and registered by `node.rs` with [`Metrics::register_readings`].
 
 use std::time::Duration;
 
@@ -365,20 +375,82 @@ impl Metrics {
     }
 }
 
-/// A value read from the hub at scrape time.
-type Reader = Box<dyn Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync>;
+/// A figure read when Prometheus scrapes (nothing on the hot path but the
+/// atomics it reads).
+pub type Read = Box<dyn Fn() -> u64 + Send + Sync>;
 
-/// Hub, Socket.IO and writer figures, read from their atomics when
-/// Prometheus scrapes (nothing on the hot path but the atomics).
-struct HubCollector {
-    hub: std::sync::Arc<crate::actors::Hub>,
-    sio: crate::socketio::SocketIo,
-    gauges: Vec<(prometheus::IntGauge, Reader)>,
-    counters: Vec<(prometheus::IntCounter, Reader)>,
+/// One gauge or counter a part of the node exposes, read at scrape time.
+/// Parts build their readings; `node.rs` registers them
+/// ([`Metrics::register_readings`]).
+pub struct Reading {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    read: Read,
+}
+
+impl Reading {
+    /// A gauge: the value now.
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            counter: false,
+            read: Box::new(read),
+        }
+    }
+
+    /// A counter: a total that only grows (`name` ends in `_total`).
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            counter: true,
+            read: Box::new(read),
+        }
+    }
+}
+
+/// Registered readings, each with the metric it updates at scrape time.
+struct ReadingCollector {
+    gauges: Vec<(prometheus::IntGauge, Read)>,
+    counters: Vec<(prometheus::IntCounter, Read)>,
     descs: Vec<prometheus::core::Desc>,
 }
 
-impl prometheus::core::Collector for HubCollector {
+impl ReadingCollector {
+    fn new(readings: Vec<Reading>) -> Result<Self, prometheus::Error> {
+        use prometheus::core::Collector as _;
+        let mut collector = Self {
+            gauges: Vec::new(),
+            counters: Vec::new(),
+            descs: Vec::new(),
+        };
+        for r in readings {
+            let opts = Opts::new(r.name, r.help);
+            if r.counter {
+                let c = prometheus::IntCounter::with_opts(opts)?;
+                collector.descs.extend(c.desc().into_iter().cloned());
+                collector.counters.push((c, r.read));
+            } else {
+                let g = prometheus::IntGauge::with_opts(opts)?;
+                collector.descs.extend(g.desc().into_iter().cloned());
+                collector.gauges.push((g, r.read));
+            }
+        }
+        Ok(collector)
+    }
+}
+
+impl prometheus::core::Collector for ReadingCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.descs.iter().collect()
     }
@@ -386,219 +458,25 @@ impl prometheus::core::Collector for HubCollector {
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut out = Vec::new();
         for (gauge, read) in &self.gauges {
-            gauge.set(i64::try_from(read(&self.hub, &self.sio)).unwrap_or(i64::MAX));
-            out.extend(prometheus::core::Collector::collect(gauge));
+            gauge.set(i64::try_from(read()).unwrap_or(i64::MAX));
+            out.extend(gauge.collect());
         }
         for (counter, read) in &self.counters {
-            let now = read(&self.hub, &self.sio);
+            let now = read();
             let seen = counter.get();
             if now > seen {
                 counter.inc_by(now - seen);
             }
-            out.extend(prometheus::core::Collector::collect(counter));
+            out.extend(counter.collect());
         }
         out
     }
 }
 
-/// A cluster counter, 0 on a single node.
-fn cluster_stat(
-    hub: &crate::actors::Hub,
-    f: impl Fn(&crate::cluster::ClusterStats) -> &std::sync::atomic::AtomicU64,
-) -> u64 {
-    hub.cluster.as_ref().map_or(0, |c| {
-        f(&c.stats).load(std::sync::atomic::Ordering::Relaxed)
-    })
-}
-
 impl Metrics {
-    /// Export the hub's figures (sessions, devices online, messages, fan-out,
-    /// slow clients, writer batches) with this registry.
-    pub fn watch_hub(
-        &self,
-        hub: std::sync::Arc<crate::actors::Hub>,
-        sio: crate::socketio::SocketIo,
-    ) -> Result<(), prometheus::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
-        fn r(
-            f: impl Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync + 'static,
-        ) -> Reader {
-            Box::new(f)
-        }
-        let gauge_defs: Vec<(&str, &str, Reader)> = vec![
-            (
-                "socketio_connections",
-                "Open Engine.IO connections",
-                r(|_, s| s.stats().connections.load(Relaxed) as u64),
-            ),
-            (
-                "devices_online",
-                "Device sessions on this node",
-                r(|h, _| h.presence.online_count() as u64),
-            ),
-            (
-                "ingest_queue_jobs",
-                "Jobs waiting for the telemetry writer",
-                r(|h, _| h.ingest.queue_len() as u64),
-            ),
-            (
-                "cluster_redis_up",
-                "1 while the bus is connected to Redis (0 when down or on a single node)",
-                r(|h, _| h.cluster.as_ref().is_some_and(|c| c.redis_up()) as u64),
-            ),
-            (
-                "cluster_node_id_in_use",
-                "1 while an earlier live process uses this node.id (this node is unready)",
-                r(|h, _| {
-                    h.cluster
-                        .as_ref()
-                        .is_some_and(|c| c.node_id_in_use.load(Relaxed)) as u64
-                }),
-            ),
-        ];
-        let counter_defs: Vec<(&str, &str, Reader)> = vec![
-            (
-                "socketio_connections_opened_total",
-                "Engine.IO connections opened",
-                r(|_, s| s.stats().opened.load(Relaxed)),
-            ),
-            (
-                "socketio_frames_out_total",
-                "Frames queued to clients",
-                r(|_, s| s.stats().frames_out.load(Relaxed)),
-            ),
-            (
-                "socketio_packets_in_total",
-                "Engine.IO packets received",
-                r(|_, s| s.stats().frames_in.load(Relaxed)),
-            ),
-            (
-                "socketio_coalesced_total",
-                "Live positions replaced in a slow client's queue",
-                r(|_, s| s.stats().coalesced.load(Relaxed)),
-            ),
-            (
-                "socketio_slow_disconnects_total",
-                "Clients disconnected for reading too slowly",
-                r(|_, s| s.stats().slow_closed.load(Relaxed)),
-            ),
-            (
-                "device_messages_total",
-                "Messages received from devices",
-                r(|h, _| h.stats.device_messages.load(Relaxed)),
-            ),
-            (
-                "app_messages_total",
-                "Messages received from apps",
-                r(|h, _| h.stats.app_messages.load(Relaxed)),
-            ),
-            (
-                "rate_limited_total",
-                "Messages refused by a session rate limit",
-                r(|h, _| h.stats.rate_limited.load(Relaxed)),
-            ),
-            (
-                "telemetry_rejected_total",
-                "Device messages refused as invalid",
-                r(|h, _| h.stats.rejected.load(Relaxed)),
-            ),
-            (
-                "ingest_busy_total",
-                "Device messages answered busy (writer queue full)",
-                r(|h, _| h.stats.busy.load(Relaxed)),
-            ),
-            (
-                "commands_total",
-                "Commands relayed to devices",
-                r(|h, _| h.stats.commands.load(Relaxed)),
-            ),
-            (
-                "fanout_frames_total",
-                "Frames published to rooms",
-                r(|h, _| h.stats.fanout_frames.load(Relaxed)),
-            ),
-            (
-                "cluster_presence_ops_dropped_total",
-                "Presence updates for Redis dropped (writer queue full)",
-                r(|h, _| cluster_stat(h, |c| &c.presence_ops_dropped)),
-            ),
-            (
-                "cluster_nodes_reaped_total",
-                "Dead nodes reaped by this node",
-                r(|h, _| cluster_stat(h, |c| &c.nodes_reaped)),
-            ),
-            (
-                "cluster_devices_reaped_total",
-                "Devices of dead nodes announced offline by this node",
-                r(|h, _| cluster_stat(h, |c| &c.devices_reaped)),
-            ),
-            (
-                "cluster_commands_sent_total",
-                "Commands sent to devices on other nodes",
-                r(|h, _| cluster_stat(h, |c| &c.commands_sent)),
-            ),
-            (
-                "cluster_command_timeouts_total",
-                "Commands to other nodes answered timeout here",
-                r(|h, _| cluster_stat(h, |c| &c.command_timeouts)),
-            ),
-            (
-                "cluster_bus_dropped_total",
-                "Room frames not sent to Redis (its publish queue was full)",
-                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.dropped())),
-            ),
-            (
-                "cluster_bus_lagged_total",
-                "Frames from other nodes lost by rooms that fell behind",
-                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.lagged())),
-            ),
-            (
-                "cluster_kicks_sent_total",
-                "Device sessions on other nodes replaced by a connect here",
-                r(|h, _| cluster_stat(h, |c| &c.kicks_sent)),
-            ),
-            (
-                "ingest_batches_total",
-                "Telemetry transactions committed",
-                r(|h, _| h.ingest.metrics().batches.load(Relaxed)),
-            ),
-            (
-                "ingest_points_total",
-                "Location points committed",
-                r(|h, _| h.ingest.metrics().points_stored.load(Relaxed)),
-            ),
-            (
-                "ingest_rows_total",
-                "Telemetry rows committed",
-                r(|h, _| h.ingest.metrics().rows_stored.load(Relaxed)),
-            ),
-            (
-                "ingest_failed_jobs_total",
-                "Telemetry jobs that failed",
-                r(|h, _| h.ingest.metrics().jobs_failed.load(Relaxed)),
-            ),
-        ];
-        let mut collector = HubCollector {
-            hub,
-            sio,
-            gauges: Vec::new(),
-            counters: Vec::new(),
-            descs: Vec::new(),
-        };
-        for (name, help, read) in gauge_defs {
-            let g = prometheus::IntGauge::with_opts(Opts::new(name, help).namespace("roadhub"))?;
-            collector
-                .descs
-                .extend(prometheus::core::Collector::desc(&g).into_iter().cloned());
-            collector.gauges.push((g, read));
-        }
-        for (name, help, read) in counter_defs {
-            let c = prometheus::IntCounter::with_opts(Opts::new(name, help).namespace("roadhub"))?;
-            collector
-                .descs
-                .extend(prometheus::core::Collector::desc(&c).into_iter().cloned());
-            collector.counters.push((c, read));
-        }
-        self.registry.register(Box::new(collector))
+    /// Export `readings` (a part's gauges and counters) with this registry.
+    pub fn register_readings(&self, readings: Vec<Reading>) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(ReadingCollector::new(readings)?))
     }
 }

@@ -132,9 +132,17 @@ pub async fn serve_with(
     crate::cluster::presence::spawn(hub.clone());
     let sio = crate::actors::socketio(hub.clone()).with_sid_prefix(&config.node.id);
     let metrics = Metrics::new().context("creating metrics")?;
-    metrics
-        .watch_hub(hub.clone(), sio.clone())
-        .context("registering hub metrics")?;
+    // Each part exposes its figures; they are read when Prometheus scrapes.
+    for readings in [
+        sio.readings(),
+        hub.ingest.readings(),
+        crate::actors::readings::readings(&hub),
+        crate::cluster::readings::readings(hub.cluster.as_ref()),
+    ] {
+        metrics
+            .register_readings(readings)
+            .context("registering metrics")?;
+    }
     metrics
         .register_latency(&hub.ingest.metrics().commit_seconds)
         .context("registering ingest metrics")?;

@@ -150,6 +150,17 @@ async fn device_acks_commands_and_commits_are_timed() {
         .ack(ack_id.expect("ack id"), json!({"ok": true}))
         .await;
     assert_eq!(app.wait_ack(id, T).await.unwrap(), json!({"ok": true}));
+    // The parts' readings are registered (a missing name panics).
+    for name in [
+        "roadhub_devices_online",
+        "roadhub_socketio_connections",
+        "roadhub_ingest_queue_jobs",
+        "roadhub_cluster_redis_up",
+        "roadhub_device_messages_total",
+    ] {
+        common::metric(&base, name).await;
+    }
+    assert!(common::metric(&base, "roadhub_devices_online").await >= 1.0);
     for (h, was) in histograms.into_iter().zip(before) {
         let now = count(&base, h).await;
         assert!(now > was, "{h}: {was} -> {now}");

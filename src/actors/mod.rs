@@ -17,6 +17,7 @@
 pub mod app;
 pub mod device;
 pub mod presence;
+pub mod readings;
 pub mod room;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@
 pub mod control;
 pub mod hub;
 pub mod presence;
+pub mod readings;
 pub mod redis_conn;
 
 use std::sync::Arc;
