@@ -1,13 +1,196 @@
 //! Prometheus metrics: one registry per node, served at `GET /metrics` in
-//! the text exposition format. Process metrics (CPU, memory, open files)
-//! come from the `process` collector; HTTP requests are counted and timed
-//! by route template (never the raw path, to bound cardinality) and status.
+//! the text exposition format (every name is listed in `docs/METRICS.md`).
+//!
+//! A low-level module: it imports no other part of the node. It holds
+//! - the registry, the HTTP request counter and duration histogram (by
+//!   method, bounded to the standard methods or `other`, route template or
+//!   `unmatched`, never the raw path, and status);
+//! - process metrics: the `process` collector (memory, open files, threads)
+//!   with CPU time in fractions of a second from `getrusage`;
+//! - live video figures ([`LiveMetrics`]), handed to the streams;
+//! - latency histograms ([`Latency`], defined here by [`LatencyDef`]),
+//!   created by the part that observes them and registered at wiring time;
+//! - [`Reading`]s: gauges and counters a part (Socket.IO, the hub, the
+//!   ingest writer, the cluster) builds over its own atomics, read at scrape
+//!   time and registered by `node.rs` with [`Metrics::register_readings`].
 
 use std::time::Duration;
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The method label: a standard HTTP method, or `other`.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
+}
+
+/// A latency histogram's name, help and buckets (seconds).
+pub struct LatencyDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub buckets: &'static [f64],
+}
+
+/// Storage commits: short, a slow disk shows in the upper buckets.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Round trips through a device or a player: up to tens of seconds.
+const ROUND_TRIP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Telemetry transaction commit time, in the ingest writer.
+pub const INGEST_COMMIT: LatencyDef = LatencyDef {
+    name: "roadhub_ingest_commit_duration_seconds",
+    help: "Time to write and commit one telemetry transaction",
+    buckets: COMMIT_BUCKETS,
+};
+
+/// A device's loc/event received to its ack (sent after the commit).
+pub const DEVICE_ACK: LatencyDef = LatencyDef {
+    name: "roadhub_device_ack_duration_seconds",
+    help: "Time from a device's loc or event to its ack (after the commit)",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
+/// An app's `command` to the device's ack (through another node if the
+/// device is there).
+pub const COMMAND_ROUND_TRIP: LatencyDef = LatencyDef {
+    name: "roadhub_command_round_trip_seconds",
+    help: "Time from an app's command to the device's ack (timeouts and offline excluded)",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
+/// Live video: a viewer's request to its first media bytes.
+pub const LIVE_FIRST_FRAME: LatencyDef = LatencyDef {
+    name: "roadhub_live_time_to_first_frame_seconds",
+    help: "Time from a live viewer's start to its first media bytes",
+    buckets: ROUND_TRIP_BUCKETS,
+};
+
+/// A latency histogram, created (unregistered) by the part that observes
+/// it and registered at wiring time ([`Metrics::register_latency`]).
+/// Observing is a few atomic operations. The default is a no-op.
+#[derive(Clone, Default)]
+pub struct Latency(Option<prometheus::Histogram>);
+
+impl Latency {
+    pub fn new(def: &LatencyDef) -> Self {
+        let opts = HistogramOpts::new(def.name, def.help).buckets(def.buckets.to_vec());
+        match prometheus::Histogram::with_opts(opts) {
+            Ok(h) => Self(Some(h)),
+            Err(e) => {
+                tracing::error!(name = def.name, error = %e, "latency histogram not created");
+                Self(None)
+            }
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        if let Some(h) = &self.0 {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, prometheus::Histogram::get_sample_count)
+    }
+}
+
+impl std::fmt::Debug for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Latency").field(&self.count()).finish()
+    }
+}
+
+/// The stock `process` collector's name for CPU time.
+const PROCESS_CPU: &str = "process_cpu_seconds_total";
+
+/// The stock `process` collector (memory, open files, threads, start
+/// time), with `process_cpu_seconds_total` replaced by one in fractions of
+/// a second from `getrusage` (the stock one counts whole seconds).
+struct ProcessMetrics {
+    stock: prometheus::process_collector::ProcessCollector,
+    cpu: prometheus::Counter,
+    /// Serializes scrapes' updates of `cpu` (a delta added twice would
+    /// overshoot).
+    cpu_update: std::sync::Mutex<()>,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl ProcessMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        use prometheus::core::Collector as _;
+        let stock = prometheus::process_collector::ProcessCollector::for_self();
+        let cpu = prometheus::Counter::new(
+            PROCESS_CPU,
+            "Total user and system CPU time spent in seconds",
+        )?;
+        let descs = stock
+            .desc()
+            .into_iter()
+            .filter(|d| d.fq_name != PROCESS_CPU)
+            .chain(cpu.desc())
+            .cloned()
+            .collect();
+        Ok(Self {
+            stock,
+            cpu,
+            cpu_update: std::sync::Mutex::new(()),
+            descs,
+        })
+    }
+
+    /// User plus system CPU seconds of this process.
+    fn cpu_seconds() -> Option<f64> {
+        let usage =
+            nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        Some(secs(usage.user_time()) + secs(usage.system_time()))
+    }
+}
+
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut out: Vec<_> = self
+            .stock
+            .collect()
+            .into_iter()
+            .filter(|mf| mf.name() != PROCESS_CPU)
+            .collect();
+        if let Some(now) = Self::cpu_seconds() {
+            let _guard = self
+                .cpu_update
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let seen = self.cpu.get();
+            if now > seen {
+                self.cpu.inc_by(now - seen);
+            }
+        }
+        out.extend(self.cpu.collect());
+        out
+    }
+}
 
 /// The node's metrics.
 #[derive(Clone)]
@@ -46,6 +229,8 @@ pub struct LiveMetrics {
     pub edge_pulls_active: prometheus::IntGauge,
     /// Media bytes received by edge pulls (not in `bytes_in`).
     pub edge_bytes_in: prometheus::IntCounter,
+    /// A viewer's start to its first media bytes.
+    pub first_frame: Latency,
 }
 
 impl LiveMetrics {
@@ -64,12 +249,12 @@ impl LiveMetrics {
                 &["protocol"],
             )?,
             bytes_in: prometheus::IntCounter::new(
-                "roadhub_live_bytes_in_total",
+                "roadhub_live_received_bytes_total",
                 "Media bytes received from publishers",
             )?,
             bytes_out: IntCounterVec::new(
                 Opts::new(
-                    "roadhub_live_bytes_out_total",
+                    "roadhub_live_sent_bytes_total",
                     "Media bytes sent to viewers",
                 ),
                 &["protocol"],
@@ -95,13 +280,14 @@ impl LiveMetrics {
                 "Edge pulls started from the stream's origin node",
             )?,
             edge_pulls_active: prometheus::IntGauge::new(
-                "roadhub_live_edge_pulls",
+                "roadhub_live_edge_pulls_active",
                 "Edge pulls running",
             )?,
             edge_bytes_in: prometheus::IntCounter::new(
-                "roadhub_live_edge_bytes_in_total",
+                "roadhub_live_edge_received_bytes_total",
                 "Media bytes received by edge pulls from origin nodes",
             )?,
+            first_frame: Latency::new(&LIVE_FIRST_FRAME),
         };
         registry.register(Box::new(live.streams.clone()))?;
         registry.register(Box::new(live.publishers.clone()))?;
@@ -144,9 +330,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(ProcessMetrics::new()?))?;
         let live = LiveMetrics::new(&registry)?;
         Ok(Self {
             registry,
@@ -160,13 +344,24 @@ impl Metrics {
         &self.registry
     }
 
+    /// Count and time one HTTP request. `route` must be a matched route
+    /// template or [`UNMATCHED_ROUTE`] (never the raw path); `method` is
+    /// folded to the standard methods or `other`, so labels stay bounded.
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let status = status.to_string();
-        let labels = [method, route, status.as_str()];
+        let labels = [method_label(method), route, status.as_str()];
         self.http_requests.with_label_values(&labels).inc();
         self.http_duration
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Export `latency` (a no-op one is skipped).
+    pub fn register_latency(&self, latency: &Latency) -> Result<(), prometheus::Error> {
+        match &latency.0 {
+            Some(h) => self.registry.register(Box::new(h.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The text exposition of every metric.
@@ -180,20 +375,82 @@ impl Metrics {
     }
 }
 
-/// A value read from the hub at scrape time.
-type Reader = Box<dyn Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync>;
+/// A figure read when Prometheus scrapes (nothing on the hot path but the
+/// atomics it reads).
+pub type Read = Box<dyn Fn() -> u64 + Send + Sync>;
 
-/// Hub, Socket.IO and writer figures, read from their atomics when
-/// Prometheus scrapes (nothing on the hot path but the atomics).
-struct HubCollector {
-    hub: std::sync::Arc<crate::actors::Hub>,
-    sio: crate::socketio::SocketIo,
-    gauges: Vec<(prometheus::IntGauge, Reader)>,
-    counters: Vec<(prometheus::IntCounter, Reader)>,
+/// One gauge or counter a part of the node exposes, read at scrape time.
+/// Parts build their readings; `node.rs` registers them
+/// ([`Metrics::register_readings`]).
+pub struct Reading {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    read: Read,
+}
+
+impl Reading {
+    /// A gauge: the value now.
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            counter: false,
+            read: Box::new(read),
+        }
+    }
+
+    /// A counter: a total that only grows (`name` ends in `_total`).
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            counter: true,
+            read: Box::new(read),
+        }
+    }
+}
+
+/// Registered readings, each with the metric it updates at scrape time.
+struct ReadingCollector {
+    gauges: Vec<(prometheus::IntGauge, Read)>,
+    counters: Vec<(prometheus::IntCounter, Read)>,
     descs: Vec<prometheus::core::Desc>,
 }
 
-impl prometheus::core::Collector for HubCollector {
+impl ReadingCollector {
+    fn new(readings: Vec<Reading>) -> Result<Self, prometheus::Error> {
+        use prometheus::core::Collector as _;
+        let mut collector = Self {
+            gauges: Vec::new(),
+            counters: Vec::new(),
+            descs: Vec::new(),
+        };
+        for r in readings {
+            let opts = Opts::new(r.name, r.help);
+            if r.counter {
+                let c = prometheus::IntCounter::with_opts(opts)?;
+                collector.descs.extend(c.desc().into_iter().cloned());
+                collector.counters.push((c, r.read));
+            } else {
+                let g = prometheus::IntGauge::with_opts(opts)?;
+                collector.descs.extend(g.desc().into_iter().cloned());
+                collector.gauges.push((g, r.read));
+            }
+        }
+        Ok(collector)
+    }
+}
+
+impl prometheus::core::Collector for ReadingCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.descs.iter().collect()
     }
@@ -201,219 +458,25 @@ impl prometheus::core::Collector for HubCollector {
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut out = Vec::new();
         for (gauge, read) in &self.gauges {
-            gauge.set(i64::try_from(read(&self.hub, &self.sio)).unwrap_or(i64::MAX));
-            out.extend(prometheus::core::Collector::collect(gauge));
+            gauge.set(i64::try_from(read()).unwrap_or(i64::MAX));
+            out.extend(gauge.collect());
         }
         for (counter, read) in &self.counters {
-            let now = read(&self.hub, &self.sio);
+            let now = read();
             let seen = counter.get();
             if now > seen {
                 counter.inc_by(now - seen);
             }
-            out.extend(prometheus::core::Collector::collect(counter));
+            out.extend(counter.collect());
         }
         out
     }
 }
 
-/// A cluster counter, 0 on a single node.
-fn cluster_stat(
-    hub: &crate::actors::Hub,
-    f: impl Fn(&crate::cluster::ClusterStats) -> &std::sync::atomic::AtomicU64,
-) -> u64 {
-    hub.cluster.as_ref().map_or(0, |c| {
-        f(&c.stats).load(std::sync::atomic::Ordering::Relaxed)
-    })
-}
-
 impl Metrics {
-    /// Export the hub's figures (sessions, devices online, messages, fan-out,
-    /// slow clients, writer batches) with this registry.
-    pub fn watch_hub(
-        &self,
-        hub: std::sync::Arc<crate::actors::Hub>,
-        sio: crate::socketio::SocketIo,
-    ) -> Result<(), prometheus::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
-        fn r(
-            f: impl Fn(&crate::actors::Hub, &crate::socketio::SocketIo) -> u64 + Send + Sync + 'static,
-        ) -> Reader {
-            Box::new(f)
-        }
-        let gauge_defs: Vec<(&str, &str, Reader)> = vec![
-            (
-                "socketio_connections",
-                "Open Engine.IO connections",
-                r(|_, s| s.stats().connections.load(Relaxed) as u64),
-            ),
-            (
-                "devices_online",
-                "Device sessions on this node",
-                r(|h, _| h.presence.online_count() as u64),
-            ),
-            (
-                "ingest_queue_jobs",
-                "Jobs waiting for the telemetry writer",
-                r(|h, _| h.ingest.queue_len() as u64),
-            ),
-            (
-                "cluster_redis_up",
-                "1 while the bus is connected to Redis (0 when down or on a single node)",
-                r(|h, _| h.cluster.as_ref().is_some_and(|c| c.redis_up()) as u64),
-            ),
-            (
-                "cluster_node_id_in_use",
-                "1 while an earlier live process uses this node.id (this node is unready)",
-                r(|h, _| {
-                    h.cluster
-                        .as_ref()
-                        .is_some_and(|c| c.node_id_in_use.load(Relaxed)) as u64
-                }),
-            ),
-        ];
-        let counter_defs: Vec<(&str, &str, Reader)> = vec![
-            (
-                "socketio_connections_opened_total",
-                "Engine.IO connections opened",
-                r(|_, s| s.stats().opened.load(Relaxed)),
-            ),
-            (
-                "socketio_frames_out_total",
-                "Frames queued to clients",
-                r(|_, s| s.stats().frames_out.load(Relaxed)),
-            ),
-            (
-                "socketio_packets_in_total",
-                "Engine.IO packets received",
-                r(|_, s| s.stats().frames_in.load(Relaxed)),
-            ),
-            (
-                "socketio_coalesced_total",
-                "Live positions replaced in a slow client's queue",
-                r(|_, s| s.stats().coalesced.load(Relaxed)),
-            ),
-            (
-                "socketio_slow_disconnects_total",
-                "Clients disconnected for reading too slowly",
-                r(|_, s| s.stats().slow_closed.load(Relaxed)),
-            ),
-            (
-                "device_messages_total",
-                "Messages received from devices",
-                r(|h, _| h.stats.device_messages.load(Relaxed)),
-            ),
-            (
-                "app_messages_total",
-                "Messages received from apps",
-                r(|h, _| h.stats.app_messages.load(Relaxed)),
-            ),
-            (
-                "rate_limited_total",
-                "Messages refused by a session rate limit",
-                r(|h, _| h.stats.rate_limited.load(Relaxed)),
-            ),
-            (
-                "telemetry_rejected_total",
-                "Device messages refused as invalid",
-                r(|h, _| h.stats.rejected.load(Relaxed)),
-            ),
-            (
-                "ingest_busy_total",
-                "Device messages answered busy (writer queue full)",
-                r(|h, _| h.stats.busy.load(Relaxed)),
-            ),
-            (
-                "commands_total",
-                "Commands relayed to devices",
-                r(|h, _| h.stats.commands.load(Relaxed)),
-            ),
-            (
-                "fanout_frames_total",
-                "Frames published to rooms",
-                r(|h, _| h.stats.fanout_frames.load(Relaxed)),
-            ),
-            (
-                "cluster_presence_ops_dropped_total",
-                "Presence updates for Redis dropped (writer queue full)",
-                r(|h, _| cluster_stat(h, |c| &c.presence_ops_dropped)),
-            ),
-            (
-                "cluster_nodes_reaped_total",
-                "Dead nodes reaped by this node",
-                r(|h, _| cluster_stat(h, |c| &c.nodes_reaped)),
-            ),
-            (
-                "cluster_devices_reaped_total",
-                "Devices of dead nodes announced offline by this node",
-                r(|h, _| cluster_stat(h, |c| &c.devices_reaped)),
-            ),
-            (
-                "cluster_commands_sent_total",
-                "Commands sent to devices on other nodes",
-                r(|h, _| cluster_stat(h, |c| &c.commands_sent)),
-            ),
-            (
-                "cluster_command_timeouts_total",
-                "Commands to other nodes answered timeout here",
-                r(|h, _| cluster_stat(h, |c| &c.command_timeouts)),
-            ),
-            (
-                "cluster_bus_dropped_total",
-                "Room frames not sent to Redis (its publish queue was full)",
-                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.dropped())),
-            ),
-            (
-                "cluster_bus_lagged_total",
-                "Frames from other nodes lost by rooms that fell behind",
-                r(|h, _| h.cluster.as_ref().map_or(0, |c| c.bus.lagged())),
-            ),
-            (
-                "cluster_kicks_sent_total",
-                "Device sessions on other nodes replaced by a connect here",
-                r(|h, _| cluster_stat(h, |c| &c.kicks_sent)),
-            ),
-            (
-                "ingest_batches_total",
-                "Telemetry transactions committed",
-                r(|h, _| h.ingest.metrics().batches.load(Relaxed)),
-            ),
-            (
-                "ingest_points_total",
-                "Location points committed",
-                r(|h, _| h.ingest.metrics().points_stored.load(Relaxed)),
-            ),
-            (
-                "ingest_rows_total",
-                "Telemetry rows committed",
-                r(|h, _| h.ingest.metrics().rows_stored.load(Relaxed)),
-            ),
-            (
-                "ingest_failed_jobs_total",
-                "Telemetry jobs that failed",
-                r(|h, _| h.ingest.metrics().jobs_failed.load(Relaxed)),
-            ),
-        ];
-        let mut collector = HubCollector {
-            hub,
-            sio,
-            gauges: Vec::new(),
-            counters: Vec::new(),
-            descs: Vec::new(),
-        };
-        for (name, help, read) in gauge_defs {
-            let g = prometheus::IntGauge::with_opts(Opts::new(name, help).namespace("roadhub"))?;
-            collector
-                .descs
-                .extend(prometheus::core::Collector::desc(&g).into_iter().cloned());
-            collector.gauges.push((g, read));
-        }
-        for (name, help, read) in counter_defs {
-            let c = prometheus::IntCounter::with_opts(Opts::new(name, help).namespace("roadhub"))?;
-            collector
-                .descs
-                .extend(prometheus::core::Collector::desc(&c).into_iter().cloned());
-            collector.counters.push((c, read));
-        }
-        self.registry.register(Box::new(collector))
+    /// Export `readings` (a part's gauges and counters) with this registry.
+    pub fn register_readings(&self, readings: Vec<Reading>) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(ReadingCollector::new(readings)?))
     }
 }

@@ -141,9 +141,29 @@ pub async fn serve_with(
     crate::actors::start_backends(&hub);
     let sio = crate::actors::socketio(hub.clone()).with_sid_prefix(&config.node.id);
     let metrics = Metrics::new().context("creating metrics")?;
+    // Each part exposes its figures; they are read when Prometheus scrapes.
+    for readings in [
+        sio.readings(),
+        hub.ingest.readings(),
+        crate::actors::readings::readings(&hub),
+        crate::cluster::readings::readings(hub.cluster.as_ref()),
+    ] {
+        metrics
+            .register_readings(readings)
+            .context("registering metrics")?;
+    }
     metrics
-        .watch_hub(hub.clone(), sio.clone())
+        .register_latency(&hub.ingest.metrics().commit_seconds)
+        .context("registering ingest metrics")?;
+    metrics
+        .register_latency(&hub.stats.device_ack)
         .context("registering hub metrics")?;
+    metrics
+        .register_latency(&hub.stats.command_round_trip)
+        .context("registering hub metrics")?;
+    metrics
+        .register_latency(&metrics.live.first_frame)
+        .context("registering live metrics")?;
     // Live video: the streams and the RTMP ingest share one arbiter.
     let media_arbiter = actix_rt::Arbiter::new();
     let usage = Arc::new(Usage::new(Arc::new(db.clone())));
@@ -175,10 +195,10 @@ pub async fn serve_with(
     };
     let housekeeping = actix_rt::spawn(housekeeping(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = http::router(state.clone()).merge(crate::socketio::transport::router(
-        "/socket.io/",
-        sio.clone(),
-    ));
+    let app = http::router(
+        state.clone(),
+        crate::socketio::transport::router("/socket.io/", sio.clone()),
+    );
     let rtmp_ctx = RtmpContext {
         streams: live.clone(),
         auth: Arc::new(state.db.clone()),

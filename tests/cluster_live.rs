@@ -197,7 +197,7 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     // A viewer on node 2 holds its edge pull open for the whole test.
     let holder = tokio::spawn(read_flv(flv_url(n2, &key, &owner), Duration::from_secs(12)));
     eventually("node 2 pulls", Duration::from_secs(10), || async {
-        metric(&n2.base, "roadhub_live_edge_pulls").await == 1.0
+        metric(&n2.base, "roadhub_live_edge_pulls_active").await == 1.0
     })
     .await;
 
@@ -231,14 +231,17 @@ async fn a_stream_published_on_one_node_plays_on_every_node_through_one_pull_per
     assert_eq!(metric(&n3.base, "roadhub_live_edge_pulls_total").await, 1.0);
     assert_eq!(metric(&n1.base, "roadhub_live_edge_pulls_total").await, 0.0);
     // An edge's bytes are not publisher bytes (usage is the origin's).
-    assert_eq!(metric(&n2.base, "roadhub_live_bytes_in_total").await, 0.0);
-    assert!(metric(&n2.base, "roadhub_live_edge_bytes_in_total").await > 10_000.0);
+    assert_eq!(
+        metric(&n2.base, "roadhub_live_received_bytes_total").await,
+        0.0
+    );
+    assert!(metric(&n2.base, "roadhub_live_edge_received_bytes_total").await > 10_000.0);
 
     // The viewers gone (HLS counts for 10 s), the edges stop pulling and
     // node 1 serves no internal viewer any more.
     eventually("the edge pulls stop", Duration::from_secs(30), || async {
-        metric(&n2.base, "roadhub_live_edge_pulls").await == 0.0
-            && metric(&n3.base, "roadhub_live_edge_pulls").await == 0.0
+        metric(&n2.base, "roadhub_live_edge_pulls_active").await == 0.0
+            && metric(&n3.base, "roadhub_live_edge_pulls_active").await == 0.0
             && metric(&n1.base, "roadhub_live_viewers{protocol=\"internal\"}").await == 0.0
     })
     .await;

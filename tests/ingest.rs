@@ -164,6 +164,7 @@ async fn acks_come_after_commit() {
     let m = w.metrics().snapshot();
     assert_eq!((m.jobs_submitted, m.jobs_stored, m.jobs_failed), (5, 5, 0));
     assert_eq!(m.points_stored, 300);
+    assert!(w.metrics().commit_seconds.count() >= 1, "commits are timed");
     w.flush_and_stop(Duration::from_secs(10));
 }
 

@@ -149,13 +149,18 @@ async fn ffmpeg_publishes_and_http_flv_plays_h264_aac() {
     assert!(metrics.contains("roadhub_live_publishers 1"), "{metrics}");
     let bytes_in = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("roadhub_live_bytes_in_total "))
+        .find_map(|l| l.strip_prefix("roadhub_live_received_bytes_total "))
         .unwrap();
     assert!(bytes_in.parse::<u64>().unwrap() > 10_000, "{metrics}");
     assert!(
-        metrics.contains("roadhub_live_bytes_out_total{protocol=\"flv\"}"),
+        metrics.contains("roadhub_live_sent_bytes_total{protocol=\"flv\"}"),
         "{metrics}"
     );
+    let first_frames = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("roadhub_live_time_to_first_frame_seconds_count "))
+        .unwrap();
+    assert!(first_frames.parse::<u64>().unwrap() >= 1, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,12 +235,17 @@ impl AppSession {
         let owner = self.check_owner(vehicle);
         let hub = self.hub.clone();
         let user_id = self.user_id;
+        let received = std::time::Instant::now();
         ctx.spawn(
             async move {
                 if !owner.await {
                     return json!({"ok": false, "error": "forbidden"});
                 }
-                relay_command(&hub, vehicle, user_id, name, args).await
+                let answer = relay_command(&hub, vehicle, user_id, name, args).await;
+                if !matches!(answer["error"].as_str(), Some("timeout" | "offline")) {
+                    hub.stats.command_round_trip.observe(received.elapsed());
+                }
+                answer
             }
             .into_actor(self)
             .map(move |answer, act, _ctx| act.ack(ack, &answer)),

@@ -238,6 +238,7 @@ impl DeviceSession {
         ctx: &mut Context<Self>,
         ok: impl FnOnce(&mut Self, Stored) -> Value + 'static,
     ) {
+        let received = std::time::Instant::now();
         ctx.spawn(
             async move {
                 match rx.await {
@@ -247,12 +248,17 @@ impl DeviceSession {
                 }
             }
             .into_actor(self)
-            .map(move |result, act, _ctx| match result {
-                Ok(stored) => {
-                    let value = ok(act, stored);
-                    act.ack(ack, &value);
+            .map(move |result, act, _ctx| {
+                match result {
+                    Ok(stored) => {
+                        let value = ok(act, stored);
+                        act.ack(ack, &value);
+                    }
+                    Err(e) => act.ack_error(ack, e.code()),
                 }
-                Err(e) => act.ack_error(ack, e.code()),
+                if ack.is_some() {
+                    act.hub.stats.device_ack.observe(received.elapsed());
+                }
             }),
         );
     }

@@ -21,6 +21,7 @@ pub mod app;
 pub mod device;
 pub mod devices;
 pub mod presence;
+pub mod readings;
 pub mod room;
 
 use std::collections::HashMap;
@@ -49,6 +50,21 @@ pub struct HubStats {
     pub busy: AtomicU64,
     pub commands: AtomicU64,
     pub fanout_frames: AtomicU64,
+    /// A device's loc/event to its ack.
+    pub device_ack: crate::metrics::Latency,
+    /// An app's command to the device's ack.
+    pub command_round_trip: crate::metrics::Latency,
+}
+
+impl HubStats {
+    /// Zeroed counters and fresh latency histograms.
+    pub fn new() -> Self {
+        Self {
+            device_ack: crate::metrics::Latency::new(&crate::metrics::DEVICE_ACK),
+            command_round_trip: crate::metrics::Latency::new(&crate::metrics::COMMAND_ROUND_TRIP),
+            ..Self::default()
+        }
+    }
 }
 
 /// What every session actor shares.
@@ -114,7 +130,7 @@ impl Hub {
             backends: crate::cluster::Backends::new(cluster.as_ref()),
             cluster,
             presence: Presence::default(),
-            stats: HubStats::default(),
+            stats: HubStats::new(),
             app_sessions: Mutex::new(HashMap::new()),
             next_command: AtomicU64::new(1),
         }

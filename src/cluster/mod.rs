@@ -26,6 +26,7 @@ pub mod devices;
 pub mod presence;
 mod presence_memory;
 mod presence_redis;
+pub mod readings;
 pub mod redis_conn;
 pub mod streams;
 

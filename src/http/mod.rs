@@ -12,7 +12,11 @@
 //! | [`history`] | `GET /vehicles/{id}/locations`, `/vehicles/{id}/events`, `/vehicles/{id}/status`, `/vehicles/{id}/traffic` |
 //! | [`me`] | `GET/DELETE /me` |
 //! | [`health`] | `GET /healthz`, `/readyz`, `/metrics` |
+//! | [`cors`] | the CORS layer over all of them; 403 to WebSocket upgrades from foreign origins on `/socket.io/` |
 //! | [`live`] | `GET /live/{key}.flv` (HTTP-FLV, WebSocket-FLV), `/live/{key}/index.m3u8`, `/live/{key}/{seq}.ts`; node to node: `GET /internal/live/{key}.flv` |
+//!
+//! The Socket.IO transports (`/socket.io/`) are merged in by [`router`], under
+//! the same CORS and metrics layers.
 //!
 //! Every error, including unknown routes (404), wrong methods (405) and
 //! oversized bodies (413), answers the JSON error body
@@ -20,6 +24,7 @@
 
 pub mod auth;
 pub mod channels;
+pub mod cors;
 pub mod extract;
 pub mod health;
 pub mod history;
@@ -35,10 +40,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{AuthLimiter, JwtKeys};
 use crate::config::Config;
@@ -78,22 +81,29 @@ impl Deref for AppState {
     }
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP application: the REST API, health and live routes, and
+/// `transports` (the Socket.IO router), all under the CORS layer (see
+/// [`cors`]) and counted by the metrics middleware.
+pub fn router(state: AppState, transports: Router<AppState>) -> Router {
     let api = Router::new()
         .merge(auth::routes())
         .merge(vehicles::routes())
         .merge(channels::routes())
         .merge(history::routes())
         .merge(me::routes());
+    let transports = transports.layer(middleware::from_fn_with_state(
+        state.clone(),
+        cors::refuse_foreign_websocket,
+    ));
     let mut app = Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
         .merge(live::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
-    if let Some(cors) = cors_layer(&state.config) {
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .merge(transports);
+    if let Some(cors) = cors::layer(&state.config) {
         app = app.layer(cors);
     }
     app.layer(middleware::from_fn_with_state(state.clone(), track))
@@ -112,13 +122,14 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Count and time every request by route template and status, in a span
-/// carrying the method and route.
+/// Count and time every request (REST, live, Socket.IO) by method, route
+/// template (`unmatched` when none matched: never the raw path) and status,
+/// in a span carrying the method and route.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
+        .map_or(crate::metrics::UNMATCHED_ROUTE, |p| p.as_str())
         .to_owned();
     let method = req.method().clone();
     let span = tracing::info_span!("http", method = %method, route = %route);
@@ -136,37 +147,6 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         );
     });
     res
-}
-
-fn cors_layer(config: &Config) -> Option<CorsLayer> {
-    let origins = &config.http.cors_origins;
-    if origins.is_empty() {
-        return None;
-    }
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect::<Vec<_>>(),
-        )
-    };
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-                Method::OPTIONS,
-            ])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .max_age(std::time::Duration::from_secs(3600)),
-    )
 }
 
 /// A broken account rule is the client's to fix: 422 with the rule's code.

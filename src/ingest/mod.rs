@@ -29,6 +29,7 @@
 //! }
 //! ```
 
+pub mod readings;
 pub mod validate;
 pub mod writer;
 

@@ -286,6 +286,8 @@ pub struct WriterMetrics {
     pub write_micros: AtomicU64,
     /// Largest batch so far, in rows.
     pub max_batch_rows: AtomicU64,
+    /// Write-and-commit time of each transaction.
+    pub commit_seconds: crate::metrics::Latency,
 }
 
 /// A point-in-time copy of [`WriterMetrics`].
@@ -387,7 +389,10 @@ impl IngestWriter {
         };
         // The capacity is shared out: the bound on memory stays the same.
         let per_shard = options.queue_capacity.div_ceil(writers);
-        let metrics = Arc::new(WriterMetrics::default());
+        let metrics = Arc::new(WriterMetrics {
+            commit_seconds: crate::metrics::Latency::new(&crate::metrics::INGEST_COMMIT),
+            ..WriterMetrics::default()
+        });
         let mut shards = Vec::with_capacity(writers);
         for index in 0..writers {
             let (tx, rx) = crossbeam_channel::bounded(per_shard);
@@ -690,10 +695,12 @@ impl Worker {
         m.rows_stored.fetch_add(rows as u64, Ordering::Relaxed);
         m.points_stored.fetch_add(points as u64, Ordering::Relaxed);
         m.max_batch_rows.fetch_max(rows as u64, Ordering::Relaxed);
+        let elapsed = started.elapsed();
         m.write_micros.fetch_add(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        m.commit_seconds.observe(elapsed);
         tracing::trace!(jobs = batch.len(), rows, "ingest batch committed");
     }
 

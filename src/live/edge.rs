@@ -19,7 +19,7 @@
 //!   another node, so no pull starts.
 //!
 //! Edge pulls are not device traffic: their bytes go to
-//! `roadhub_live_edge_bytes_in_total`, not to usage (`live_in` and the live
+//! `roadhub_live_edge_received_bytes_total`, not to usage (`live_in` and the live
 //! seconds are counted once, by the origin).
 
 use std::collections::HashMap;

@@ -291,6 +291,7 @@ impl Streams {
         &self,
         key: &StreamKey,
         kind: ViewerKind,
+        started: std::time::Instant,
     ) -> Result<Option<Viewer>, LiveError> {
         for _ in 0..8 {
             let Some(stream) = self.get(key, false).await? else {
@@ -313,6 +314,9 @@ impl Streams {
                         .bytes_out
                         .with_label_values(&[kind.label()]),
                     gauge,
+                    started,
+                    first_frame: self.shared.metrics.first_frame.clone(),
+                    first_sent: std::sync::atomic::AtomicBool::new(false),
                 }));
             }
         }
@@ -346,13 +350,18 @@ impl Streams {
     /// Play `key` as FLV: the viewer gets the FLV header, metadata,
     /// sequence headers and GOP cache at once, then the live tags.
     pub async fn play(&self, key: &StreamKey, kind: ViewerKind) -> Result<Viewer, LiveError> {
-        self.wait_for(key, || self.try_play(key, kind)).await
+        let started = std::time::Instant::now();
+        self.wait_for(key, || self.try_play(key, kind, started))
+            .await
     }
 
     /// Play `key` only if it exists now: no activator, no wait (the
     /// internal endpoint serving other nodes' edge pulls).
     pub async fn play_now(&self, key: &StreamKey, kind: ViewerKind) -> Result<Viewer, LiveError> {
-        self.try_play(key, kind).await?.ok_or(LiveError::NotFound)
+        let started = std::time::Instant::now();
+        self.try_play(key, kind, started)
+            .await?
+            .ok_or(LiveError::NotFound)
     }
 
     /// The protocol of `key`'s publisher now (`rtmp`, `rtsp`,
@@ -525,12 +534,22 @@ pub struct Viewer {
     id: u64,
     bytes_out: prometheus::IntCounter,
     gauge: prometheus::IntGauge,
+    /// When the viewer asked to play (for the time to first frame).
+    started: std::time::Instant,
+    /// Observed once, at the first media bytes (`first_sent`).
+    first_frame: crate::metrics::Latency,
+    first_sent: std::sync::atomic::AtomicBool,
 }
 
 impl Viewer {
     /// The next bytes, waiting for them.
     pub async fn next(&self) -> Option<Bytes> {
         let b = self.queue.pop().await?;
+        if !self.first_sent.load(Ordering::Relaxed)
+            && !self.first_sent.swap(true, Ordering::Relaxed)
+        {
+            self.first_frame.observe(self.started.elapsed());
+        }
         self.bytes_out.inc_by(b.len() as u64);
         Some(b)
     }

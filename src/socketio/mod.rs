@@ -16,6 +16,7 @@ pub mod engine_packet;
 pub mod frame;
 pub mod packet;
 pub mod queue;
+pub mod readings;
 pub mod server;
 pub mod transport;
 
