@@ -165,7 +165,10 @@ mod tests {
         let keys = JwtKeys::new(&[7u8; 32], 600);
         let token = keys.issue_for_login(5, "fam1").unwrap();
         let claims = keys.verify_access(&token).unwrap();
-        assert_eq!((claims.user_id(), claims.sid.as_deref()), (Some(5), Some("fam1")));
+        assert_eq!(
+            (claims.user_id(), claims.sid.as_deref()),
+            (Some(5), Some("fam1"))
+        );
         assert_eq!(keys.verify(&token), Some(5));
         let plain = keys.issue(5).unwrap();
         assert_eq!(keys.verify_access(&plain).unwrap().sid, None);

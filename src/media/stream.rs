@@ -36,8 +36,8 @@ use tokio::sync::oneshot;
 
 use crate::config::LiveConfig;
 use crate::media::HlsConfig;
-use crate::media::hls::variant::Variant;
 use crate::media::flv::{FlvPayload, Metadata};
+use crate::media::hls::variant::Variant;
 use crate::media::live::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, ViewerQueue};
 use crate::media::usage::{self, Usage};
 use crate::metrics::LiveMetrics;
