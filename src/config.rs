@@ -295,6 +295,10 @@ config! {
         hls_segment_secs: u32 = 2,
         /// HLS segments kept in the sliding playlist.
         hls_window: usize = 6,
+        /// Seconds an HLS playback session (the `?session=` of HLS URLs,
+        /// opened by the first playlist request with an access token) lives
+        /// without a playlist or segment fetch; each fetch slides it.
+        hls_session_idle_secs: u64 = 120,
         /// Send `Access-Control-Allow-Origin: *` on the live play routes,
         /// for browser players (mpegts.js, hls.js) on other origins; access
         /// still needs the owner's token in the URL.
@@ -518,6 +522,9 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             return Err("auth token lifetimes must be above 0".into());
+        }
+        if self.live.hls_session_idle_secs == 0 {
+            return Err("live.hls_session_idle_secs must be above 0".into());
         }
         if let Some(secret) = &self.auth.jwt_secret
             && secret.len() < 32

@@ -305,7 +305,8 @@ fn advertise_url(config: &Config, bound: std::net::SocketAddr) -> String {
 }
 
 /// Periodic upkeep: forget recovered rate-limit keys, delete refresh
-/// tokens expired for over a day.
+/// tokens expired for over a day and HLS playback sessions expired for
+/// over an hour.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut rounds: u64 = 0;
@@ -321,6 +322,13 @@ async fn housekeeping(state: AppState) {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "expired refresh tokens removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "refresh token cleanup failed"),
+            }
+            let res = state
+                .db
+                .run(|conn| crate::db::queries::hls_sessions::delete_expired(conn, 3600 * 1000))
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "HLS playback session cleanup failed");
             }
         }
         rounds += 1;

@@ -250,19 +250,58 @@ async fn hls_playlist_decodes_without_errors() {
         live.server.base, live.vehicle, live.owner.access
     );
     let client = reqwest::Client::new();
-    // The first request waits for a first segment.
+    // The first request (the public URL, with the access token) waits for a
+    // first segment and answers a multivariant playlist whose one variant
+    // is the media playlist of a playback session.
     let res = client.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["content-type"],
         "application/vnd.apple.mpegurl"
     );
-    let mut playlist = res.text().await.unwrap();
+    let master = res.text().await.unwrap();
+    assert!(!master.contains("token"), "{master}");
+    let inf = master
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-STREAM-INF:"))
+        .unwrap_or_else(|| panic!("{master}"));
+    assert!(inf.starts_with("BANDWIDTH="), "{master}");
+    assert!(inf.contains(",CODECS=\"avc1."), "{master}");
+    assert!(inf.contains(",mp4a.40.2\""), "{master}");
+    assert!(inf.contains(",RESOLUTION=640x360"), "{master}");
+    let variant = master.lines().last().unwrap();
+    assert!(variant.starts_with("index.m3u8?session=hs_"), "{master}");
+    let media = url.replace(url.rsplit('/').next().unwrap(), variant);
+    // The same with the token as a Bearer header.
+    let res = client
+        .get(url.split('?').next().unwrap())
+        .bearer_auth(&live.owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("session=hs_"));
+
+    let mut playlist = client
+        .get(&media)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(12);
     while playlist.matches("#EXTINF").count() < 3 {
         assert!(Instant::now() < deadline, "{playlist}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        playlist = client.get(&url).send().await.unwrap().text().await.unwrap();
+        playlist = client
+            .get(&media)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     }
     assert!(playlist.contains("#EXT-X-TARGETDURATION:2"), "{playlist}");
     for line in playlist.lines() {
@@ -271,11 +310,15 @@ async fn hls_playlist_decodes_without_errors() {
             assert!((1.5..=2.6).contains(&d), "{playlist}");
         }
         if !line.starts_with('#') && !line.is_empty() {
-            assert!(line.contains("?token="), "{playlist}");
-            let seg = url.replace("index.m3u8", line.split('?').next().unwrap());
+            assert!(line.contains(".ts?session=hs_"), "{playlist}");
+            let seg = media.replace(media.rsplit('/').next().unwrap(), line);
             let res = client.get(&seg).send().await.unwrap();
             assert_eq!(res.status(), 200, "{seg}");
             assert_eq!(res.headers()["content-type"], "video/mp2t");
+            // A segment also answers to a valid access token.
+            let with_token = url.replace("index.m3u8", line.split('?').next().unwrap());
+            let res = client.get(&with_token).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{with_token}");
         }
     }
     let out = tokio::task::spawn_blocking(move || {

@@ -1,7 +1,10 @@
 //! Access tokens: JWT (RFC 7519) signed with HS256.
 //!
 //! Claims: `sub` (user id as a string), `iat`, `exp` (seconds), `typ`
-//! (`access`). Verification pins the algorithm to HS256 and requires `exp`.
+//! (`access`), and `sid`, the login the token came from (its refresh-token
+//! family id): what an HLS playback session is bound to, so that logout
+//! ends it. Tokens without `sid` (issued before it existed) stay valid.
+//! Verification pins the algorithm to HS256 and requires `exp`.
 //!
 //! The same keys sign short-lived **publish tokens** (`typ` `publish`,
 //! `sub` the stream key `{vehicle_id}-{channel}`): the hub puts one in the
@@ -18,6 +21,9 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub typ: String,
+    /// The login (refresh-token family id) of an access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl AccessClaims {
@@ -52,14 +58,33 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    /// Issue an access token for `user_id`.
+    /// Issue an access token for `user_id` that names no login.
     pub fn issue(&self, user_id: i64) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_access(user_id, None)
+    }
+
+    /// Issue an access token for `user_id` from the login `family_id`
+    /// (claim `sid`).
+    pub fn issue_for_login(
+        &self,
+        user_id: i64,
+        family_id: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_access(user_id, Some(family_id))
+    }
+
+    fn issue_access(
+        &self,
+        user_id: i64,
+        sid: Option<&str>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = crate::util::now_ms() / 1000;
         let claims = AccessClaims {
             sub: user_id.to_string(),
             iat: now,
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
             typ: "access".into(),
+            sid: sid.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -76,6 +101,7 @@ impl JwtKeys {
             iat: now,
             exp: now + i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
             typ: "publish".into(),
+            sid: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -89,12 +115,18 @@ impl JwtKeys {
 
     /// Verify a token; returns the user id it was issued to.
     pub fn verify(&self, token: &str) -> Option<i64> {
+        self.verify_access(token)?.user_id()
+    }
+
+    /// Verify an access token; returns its claims (a valid `sub` checked).
+    pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
         if data.claims.typ != "access" {
             return None;
         }
-        data.claims.user_id()
+        data.claims.user_id()?;
+        Some(data.claims)
     }
 }
 
@@ -129,6 +161,20 @@ mod tests {
     }
 
     #[test]
+    fn login_tokens_name_their_login() {
+        let keys = JwtKeys::new(&[7u8; 32], 600);
+        let token = keys.issue_for_login(5, "fam1").unwrap();
+        let claims = keys.verify_access(&token).unwrap();
+        assert_eq!(
+            (claims.user_id(), claims.sid.as_deref()),
+            (Some(5), Some("fam1"))
+        );
+        assert_eq!(keys.verify(&token), Some(5));
+        let plain = keys.issue(5).unwrap();
+        assert_eq!(keys.verify_access(&plain).unwrap().sid, None);
+    }
+
+    #[test]
     fn expired_tokens_are_rejected() {
         let keys = JwtKeys::new(&[7u8; 32], 600);
         let claims = AccessClaims {
@@ -136,6 +182,7 @@ mod tests {
             iat: 0,
             exp: 1000,
             typ: "access".into(),
+            sid: None,
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();

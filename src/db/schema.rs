@@ -320,6 +320,22 @@ diesel::joinable!(vehicles -> users (owner_id));
 diesel::joinable!(vehicles -> plans (plan_id));
 diesel::joinable!(vehicles -> device_models (model_id));
 diesel::joinable!(channels -> vehicles (vehicle_id));
+diesel::table! {
+    /// HLS playback sessions: `?session=` of HLS URLs, stored as `session_hash`
+    /// (SHA-256 hex); bound to one stream, one user and one login (`family_id`,
+    /// the refresh-token family; NULL for tokens that named no login).
+    hls_sessions (id) {
+        id -> BigInt,
+        session_hash -> Text,
+        user_id -> BigInt,
+        vehicle_id -> BigInt,
+        channel -> Text,
+        family_id -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(service_tokens -> users (user_id));
 diesel::joinable!(push_tokens -> users (user_id));
@@ -337,8 +353,11 @@ diesel::joinable!(live_usage -> vehicles (vehicle_id));
 diesel::joinable!(connection_log -> vehicles (vehicle_id));
 diesel::joinable!(command_log -> vehicles (vehicle_id));
 diesel::joinable!(command_log -> users (user_id));
+diesel::joinable!(hls_sessions -> users (user_id));
+diesel::joinable!(hls_sessions -> vehicles (vehicle_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    hls_sessions,
     users,
     plans,
     device_models,

@@ -98,13 +98,15 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
-/// Issue an access token and answer with the pair.
+/// Issue an access token naming the login `family_id` and answer with the
+/// pair.
 fn token_pair(
     state: &AppState,
     user_id: i64,
+    family_id: &str,
     refresh_token: String,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let access = state.jwt.issue(user_id).map_err(|e| {
+    let access = state.jwt.issue_for_login(user_id, family_id).map_err(|e| {
         tracing::error!(error = %e, "JWT signing failed");
         ApiError::internal()
     })?;
@@ -155,6 +157,7 @@ async fn login(
     let refresh = random_token("rt_", 32);
     let hash = sha256_hex(&refresh);
     let family = random_token("", 16);
+    let login = family.clone();
     let ua = user_agent(&headers);
     let ip_text = ip.0.to_string();
     let ttl = refresh_ttl_ms(&state);
@@ -176,7 +179,7 @@ async fn login(
         })
         .await?;
     tracing::info!(user_id, "user logged in");
-    token_pair(&state, user_id, refresh)
+    token_pair(&state, user_id, &login, refresh)
 }
 
 async fn refresh(
@@ -207,7 +210,7 @@ async fn refresh(
         })
         .await?;
     match outcome {
-        Rotation::Rotated { user_id } => token_pair(&state, user_id, next),
+        Rotation::Rotated { user_id, family_id } => token_pair(&state, user_id, &family_id, next),
         Rotation::Reused => {
             tracing::warn!(ip = %ip.0, "refresh token reused: its family is revoked");
             Err(ApiError::unauthorized(

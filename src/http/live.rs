@@ -4,23 +4,30 @@
 //! | --- | --- |
 //! | `GET /live/{vehicle_id}-{channel}.flv?token=` | HTTP-FLV: `video/x-flv`, chunked, never ends while live |
 //! | the same with `Upgrade: websocket` | WebSocket-FLV: each binary message carries FLV bytes |
-//! | `GET /live/{vehicle_id}-{channel}/index.m3u8?token=` | HLS media playlist (RFC 8216) |
-//! | `GET /live/{vehicle_id}-{channel}/{seq}.ts?token=` | an MPEG-TS segment from memory |
+//! | `GET /live/{vehicle_id}-{channel}/index.m3u8?token=` | HLS multivariant playlist (RFC 8216) whose one variant is `index.m3u8?session=` |
+//! | `GET /live/{vehicle_id}-{channel}/index.m3u8?session=` | HLS media playlist, segment URIs `{seq}.ts?session=` |
+//! | `GET /live/{vehicle_id}-{channel}/{seq}.ts?session=` (or `?token=`) | an MPEG-TS segment from memory |
 //! | `GET /internal/live/{vehicle_id}-{channel}.flv` | node to node: HTTP-FLV of a stream published *here*, for another node's edge pull (cluster secret header) |
 //!
 //! The token is the owner's access token, in the query (players cannot set
 //! headers) or as `Authorization: Bearer`. No token or an invalid one: 401;
 //! a vehicle that is not the caller's: 404 `stream_not_found`, like a
-//! stream that is not live (existence is not revealed). Playlist segment
-//! URIs carry the same `?token=`.
+//! stream that is not live (existence is not revealed). The token is
+//! checked when a play starts: an HTTP-FLV or WebSocket-FLV play goes on
+//! past the token's expiry; a new play needs a valid token.
+//!
+//! HLS players reload playlists for as long as they play, and cannot
+//! refresh a token inside a URL: the token opens a playback session and the
+//! URLs the player follows carry it instead ([`hls`]: its lifetime, what
+//! ends it, its errors).
 //!
 //! CORS: with `live.cors_any_origin` (default) and no `http.cors_origins`,
 //! these routes answer `Access-Control-Allow-Origin: *` so browser players
-//! (mpegts.js, hls.js) on any origin can read them; the token in the URL is
-//! the access control. With `http.cors_origins` set, the global CORS layer
-//! decides instead.
+//! (mpegts.js, hls.js) on any origin can read them; the token or session in
+//! the URL is the access control. With `http.cors_origins` set, the global
+//! CORS layer decides instead.
 
-use std::hash::{Hash as _, Hasher as _};
+mod hls;
 
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +44,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
+use crate::auth::AccessClaims;
 use crate::db::queries::vehicles;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -45,7 +53,7 @@ use crate::live::stream::{EDGE_PROTOCOL, LiveError, StreamKey, Viewer, ViewerKin
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/live/{file}", get(flv))
-        .route("/live/{key}/{file}", get(hls))
+        .route("/live/{key}/{file}", get(hls::hls))
         .route("/internal/live/{file}", get(internal_flv))
 }
 
@@ -159,15 +167,19 @@ fn token(req: &Request) -> Option<String> {
     })
 }
 
-/// Authenticate the owner of `key`'s vehicle; answers the token.
+/// Authenticate the owner of `key`'s vehicle; answers the token and its
+/// claims.
 async fn authorize(
     state: &AppState,
     token: Option<String>,
     key: Option<&StreamKey>,
-) -> Result<String, ApiError> {
+) -> Result<(String, AccessClaims), ApiError> {
     let token = token
         .ok_or_else(|| ApiError::unauthorized("missing_token", "an access token is required"))?;
-    let user = state.jwt.verify(&token).ok_or_else(|| {
+    let claims = state.jwt.verify_access(&token).ok_or_else(|| {
+        ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+    })?;
+    let user = claims.user_id().ok_or_else(|| {
         ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
     })?;
     let key = key.ok_or_else(stream_not_found)?;
@@ -179,7 +191,7 @@ async fn authorize(
     if owned.is_none() {
         return Err(stream_not_found());
     }
-    Ok(token)
+    Ok((token, claims))
 }
 
 fn with_cors(state: &AppState, mut res: Response) -> Response {
@@ -313,68 +325,4 @@ where
             return;
         }
     }
-}
-
-/// A stable id for an HLS client: its token.
-fn client_id(token: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    token.hash(&mut h);
-    h.finish()
-}
-
-/// `GET /live/{key}/index.m3u8` and `GET /live/{key}/{seq}.ts`.
-async fn hls(
-    State(state): State<AppState>,
-    Path((key, file)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let res = match hls_inner(&state, StreamKey::parse(&key), &file, token(&req)).await {
-        Ok(res) => res,
-        Err(e) => e.into_response(),
-    };
-    with_cors(&state, res)
-}
-
-async fn hls_inner(
-    state: &AppState,
-    key: Option<StreamKey>,
-    file: &str,
-    token: Option<String>,
-) -> Result<Response, ApiError> {
-    let token = authorize(state, token, key.as_ref()).await?;
-    let key = key.ok_or_else(stream_not_found)?;
-    if !state.config.live.hls_enabled {
-        return Err(ApiError::not_found("HLS is not enabled on this node"));
-    }
-    let client = client_id(&token);
-    if file == "index.m3u8" {
-        state.ondemand.prepare(&key).await?;
-        let query = format!("?token={token}");
-        let playlist = state.live.hls_playlist(&key, client, &query).await?;
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            playlist,
-        )
-            .into_response());
-    }
-    let sequence = file
-        .strip_suffix(".ts")
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| ApiError::not_found("no such segment"))?;
-    let data = state
-        .live
-        .hls_segment(&key, client, sequence)
-        .await
-        .map_err(|_| ApiError::not_found("no such segment (it may have left the window)"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "video/mp2t"),
-            (header::CACHE_CONTROL, "private, max-age=60, immutable"),
-        ],
-        data,
-    )
-        .into_response())
 }

@@ -39,6 +39,7 @@ use crate::live::core::{Chunk, HlsRefusal, LagPolicy, PushOutcome, StreamCore, V
 use crate::live::usage::{self, Usage};
 use crate::media::HlsConfig;
 use crate::media::flv::{FlvPayload, Metadata};
+use crate::media::hls::variant::Variant;
 use crate::metrics::LiveMetrics;
 
 /// A live stream's key: `{vehicle_id}-{channel}`, with `channel` matching
@@ -390,12 +391,39 @@ impl Streams {
     /// The HLS media playlist of `key`, segment URIs `{seq}.ts{query}`
     /// (relative to the playlist). The first request starts segmenting and
     /// waits (up to `live.start_timeout_secs`) for a first segment.
-    /// `client` identifies the HLS viewer (e.g. a hash of its token).
+    /// `client` identifies the HLS viewer (e.g. a hash of its session).
     pub async fn hls_playlist(
         &self,
         key: &StreamKey,
         client: u64,
         query: &str,
+    ) -> Result<String, LiveError> {
+        let render = HlsRender::Media {
+            query: query.to_owned(),
+        };
+        self.hls_render(key, client, render).await
+    }
+
+    /// The HLS multivariant playlist of `key`: one variant at `media_uri`
+    /// (its bandwidth, codecs and resolution from the stream). Waits for a
+    /// first segment like [`Streams::hls_playlist`].
+    pub async fn hls_multivariant(
+        &self,
+        key: &StreamKey,
+        client: u64,
+        media_uri: &str,
+    ) -> Result<String, LiveError> {
+        let render = HlsRender::Multivariant {
+            uri: media_uri.to_owned(),
+        };
+        self.hls_render(key, client, render).await
+    }
+
+    async fn hls_render(
+        &self,
+        key: &StreamKey,
+        client: u64,
+        render: HlsRender,
     ) -> Result<String, LiveError> {
         let stream = self
             .wait_for(key, || async { self.get(key, false).await })
@@ -406,7 +434,7 @@ impl Streams {
             let answer = stream
                 .send(HlsPlaylist {
                     client,
-                    query: query.to_owned(),
+                    render: render.clone(),
                 })
                 .await
                 .map_err(|_| LiveError::NotFound)?;
@@ -712,7 +740,16 @@ struct RemoveViewer {
 #[rtype(result = "Result<Option<String>, HlsRefusal>")]
 struct HlsPlaylist {
     client: u64,
-    query: String,
+    render: HlsRender,
+}
+
+/// Which HLS playlist to render.
+#[derive(Debug, Clone)]
+enum HlsRender {
+    /// The media playlist, segment URIs `{seq}.ts{query}`.
+    Media { query: String },
+    /// The multivariant playlist, its one variant at `uri`.
+    Multivariant { uri: String },
 }
 
 #[derive(Message)]
@@ -1138,7 +1175,10 @@ impl Handler<HlsPlaylist> for Stream {
         if !hls.is_ready() {
             return Ok(None);
         }
-        Ok(Some(hls.playlist(|seq| format!("{seq}.ts{}", msg.query))))
+        Ok(Some(match msg.render {
+            HlsRender::Media { query } => hls.playlist(|seq| format!("{seq}.ts{query}")),
+            HlsRender::Multivariant { uri } => Variant::of(hls).playlist(&uri),
+        }))
     }
 }
 

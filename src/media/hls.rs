@@ -21,7 +21,12 @@
 //! adds `EXT-X-PART` lines and blocking playlist reloads on top; see
 //! [`HlsSegmenter::building_parts`].
 //!
+//! The multivariant playlist that points at the media playlist is
+//! [`variant`]'s.
+//!
 //! [`discontinuity`]: HlsSegmenter::discontinuity
+
+pub mod variant;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -189,6 +194,16 @@ impl HlsSegmenter {
             self.discontinuity();
         }
         self.muxer.set_audio_config(Some(config));
+    }
+
+    /// The H.264 configuration, once known.
+    pub fn video_config(&self) -> Option<&AvcConfig> {
+        self.muxer.video_config()
+    }
+
+    /// The AAC configuration, once known.
+    pub fn audio_config(&self) -> Option<&AacConfig> {
+        self.muxer.audio_config()
     }
 
     fn video_record(&self) -> Option<&Bytes> {

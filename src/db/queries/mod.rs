@@ -6,6 +6,7 @@
 //! [`DbConn`]: crate::db::DbConn
 
 pub mod channels;
+pub mod hls_sessions;
 pub mod ingest;
 pub mod telemetry;
 pub mod tokens;

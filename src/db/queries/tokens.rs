@@ -15,8 +15,9 @@ use crate::util::{now_ms, secure_eq};
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was valid: it is now used, and `new_hash` replaces it.
-    Rotated { user_id: i64 },
+    /// The token was valid: it is now used, and `new_hash` replaces it in
+    /// the same family (login).
+    Rotated { user_id: i64, family_id: String },
     /// The token had been used before: its family is now revoked.
     Reused,
     /// Unknown, revoked or expired.
@@ -130,6 +131,7 @@ pub fn rotate(
             .execute(c)?;
         Ok::<_, diesel::result::Error>(Rotation::Rotated {
             user_id: row.user_id,
+            family_id: row.family_id.clone(),
         })
     })?)
 }
