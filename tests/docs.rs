@@ -452,7 +452,7 @@ fn api_md_lists_every_registered_route() {
 
 /// Every error code the HTTP side answers: the code argument of the
 /// `ApiError` constructors anywhere in `src/` (and of `Self::new` in
-/// `src/error.rs`), and what the `fn code` of error enums answer (the
+/// `src/http/error.rs`), and what the `fn code` of error enums answer (the
 /// RTSP puller's codes reach viewers as 502s).
 fn http_error_codes() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
@@ -471,7 +471,7 @@ fn http_error_codes() -> BTreeSet<String> {
             codes.extend(literal_args(&source, &format!("ApiError::{ctor}("), 0));
         }
         codes.extend(literal_args(&source, "ApiError::new(", 1));
-        if file == "src/error.rs" {
+        if file == "src/http/error.rs" {
             codes.extend(literal_args(&source, "Self::new(", 1));
         }
         if file == "src/media/rtsp.rs" {

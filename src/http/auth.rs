@@ -16,8 +16,8 @@ use crate::auth::account::{check_password, check_user_name, normalize_email};
 use crate::auth::password;
 use crate::db::queries::tokens::{self, Issued, Rotation};
 use crate::db::queries::users;
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::{ClientIp, Json};
 use crate::util::{random_token, sha256_hex};
 

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::db::models::Channel;
 use crate::db::queries::{channels, vehicles};
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, Id, Json};
 use crate::live::rtsp::{RtspSource, mask_url};
 

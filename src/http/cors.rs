@@ -15,8 +15,8 @@ use axum::response::{IntoResponse as _, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 
 /// The CORS layer for `http.cors_origins`, or `None` when it is empty.
 pub fn layer(config: &Config) -> Option<CorsLayer> {

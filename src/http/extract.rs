@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 
 /// A JSON request body. Parsed whatever the `Content-Type` (curl sends a
 /// form type by default; we authenticate with bearer tokens, not cookies,

@@ -16,8 +16,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -38,8 +38,8 @@ use crate::db::models::{Event, Location};
 use crate::db::queries::telemetry::Window;
 use crate::db::queries::{telemetry, usage, vehicles};
 use crate::db::{DbConn, DbError};
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, Id};
 
 pub fn routes() -> Router<AppState> {

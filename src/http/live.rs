@@ -46,8 +46,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 
 use crate::auth::AccessClaims;
 use crate::db::queries::vehicles;
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::live::stream::{EDGE_PROTOCOL, LiveError, StreamKey, Viewer, ViewerKind};
 
 pub fn routes() -> Router<AppState> {

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::live::edge::EdgeError;
 use crate::live::ondemand::OnDemandError;
 use crate::live::ports::BackendError;

@@ -10,8 +10,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::db::queries::users;
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::AuthUser;
 
 pub fn routes() -> Router<AppState> {

@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod channels;
 pub mod cors;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod history;
@@ -46,7 +47,7 @@ use axum::response::Response;
 use crate::auth::{AuthLimiter, JwtKeys};
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 
 /// What every request handler can reach. Cheap to clone.

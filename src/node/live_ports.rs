@@ -11,17 +11,17 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::actors::device::SendCommand;
 use crate::actors::{Hub, LiveStart};
 use crate::auth::JwtKeys;
 use crate::config::RtmpConfig;
-use crate::actors::device::SendCommand;
 use crate::db::queries::{channels, usage, vehicles};
 use crate::db::{Db, DbError};
+use crate::live::ondemand;
 use crate::live::ports::{
     BackendError, BackendResult, Channels, DeviceLink, LiveAllowance, LiveCount, Plans,
     PublishAuth, TrafficCount,
 };
-use crate::live::ondemand;
 use crate::live::stream::StreamKey;
 use crate::live::usage::Usage;
 use crate::util::sha256_hex;

@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::AccessClaims;
 use crate::db::queries::hls_sessions::{self, NewHlsSession};
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::live::stream::StreamKey;
 use crate::util::{now_ms, random_token, sha256_hex};
 

@@ -1,5 +1,5 @@
 //! The API error: a stable snake_case `code` for clients, a human `message`,
-//! and an HTTP status, rendered as the contract's body
+//! and an HTTP status, rendered as the public error body
 //! `{"error": {"code": "...", "message": "..."}}`.
 //!
 //! Internal failures (database, pool, I/O) are logged with their detail and
