@@ -48,10 +48,9 @@ fn top_level_modules() -> Vec<String> {
     for entry in std::fs::read_dir(Path::new(ROOT).join("src")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if path.is_dir() || (path.extension().is_some_and(|e| e == "rs")) {
-            if name != "lib" && name != "main" {
-                out.push(name);
-            }
+        let is_module = path.is_dir() || path.extension().is_some_and(|e| e == "rs");
+        if is_module && name != "lib" && name != "main" {
+            out.push(name);
         }
     }
     out.sort();

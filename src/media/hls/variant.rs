@@ -41,7 +41,7 @@ impl Variant {
             bytes += len;
             ms += dur;
         }
-        let average = if ms == 0 { 0 } else { bytes * 8 * 1000 / ms };
+        let average = (bytes * 8 * 1000).checked_div(ms).unwrap_or(0);
         let video = hls.video_config();
         let mut codecs = Vec::new();
         if let Some(v) = video {
